@@ -1,0 +1,135 @@
+"""Paths, atomic file writes and provenance records.
+
+Every result file the project writes goes through here, so a crash never leaves a
+half-written CSV behind and every CSV has a ``<name>.provenance.json`` beside it.
+
+    from elmlib.files import write_result
+    write_result(df, "results/fig2_pca_curves.csv", config=cfg, seed=0, wall_time_s=12.3)
+"""
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Iterator
+
+_PROVENANCE_PACKAGES = ("elmlib", "torch", "transformers", "datasets", "numpy", "pandas", "scikit-learn")
+
+
+def project_root() -> Path:
+    """The repository root (the folder holding pyproject.toml), else the working directory."""
+    here = Path(__file__).resolve().parent.parent
+    if (here / "pyproject.toml").exists():
+        return here
+    return Path.cwd()
+
+
+def results_dir() -> Path:
+    return Path(os.environ.get("ELMLIB_RESULTS", project_root() / "results"))
+
+
+def figures_dir() -> Path:
+    return Path(os.environ.get("ELMLIB_FIGURES", project_root() / "figures"))
+
+
+def cache_dir() -> Path:
+    """Where tokenized datasets and other derived artefacts are cached (``ELMLIB_CACHE``)."""
+    return Path(os.environ.get("ELMLIB_CACHE", project_root() / ".cache" / "elmlib"))
+
+
+@contextlib.contextmanager
+def atomic_write(path: str | os.PathLike, mode: str = "w", **open_kwargs: Any) -> Iterator[Any]:
+    """Open a temporary file beside ``path``; rename it over ``path`` only if the block succeeds."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, mode, **open_kwargs) as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def write_json(obj: Any, path: str | os.PathLike) -> Path:
+    with atomic_write(path) as f:
+        json.dump(obj, f, indent=2, sort_keys=True, default=str)
+        f.write("\n")
+    return Path(path)
+
+
+def write_csv(df, path: str | os.PathLike) -> Path:
+    """Write a pandas DataFrame as CSV, atomically."""
+    with atomic_write(path, newline="") as f:
+        df.to_csv(f, index=False)
+    return Path(path)
+
+
+def git_commit() -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=project_root(), capture_output=True, text=True, timeout=10
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if out.returncode != 0:
+        return None
+    dirty = subprocess.run(
+        ["git", "status", "--porcelain", "--untracked-files=no"], cwd=project_root(), capture_output=True, text=True
+    ).stdout.strip()
+    return out.stdout.strip() + ("-dirty" if dirty else "")
+
+
+def package_versions(names: tuple[str, ...] = _PROVENANCE_PACKAGES) -> dict[str, str | None]:
+    versions: dict[str, str | None] = {}
+    for name in names:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    return versions
+
+
+def device_description() -> str:
+    import torch
+
+    if torch.cuda.is_available():
+        return f"cuda:{torch.cuda.get_device_name(0)} x{torch.cuda.device_count()}"
+    return f"cpu:{platform.processor() or platform.machine()} ({os.cpu_count()} cores, {torch.get_num_threads()} threads)"
+
+
+def provenance(*, config: Any = None, seed: int | None = None, wall_time_s: float | None = None, **extra: Any) -> dict:
+    """What a reader needs to trust (or rerun) a result: config, seed, commit, versions, device, time."""
+    return {
+        "config": config,
+        "seed": seed,
+        "wall_time_s": wall_time_s,
+        "git_commit": git_commit(),
+        "packages": package_versions(),
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "device": device_description(),
+        "written_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        **extra,
+    }
+
+
+def write_result(df, path: str | os.PathLike, *, config: Any = None, seed: int | None = None,
+                 wall_time_s: float | None = None, **extra: Any) -> Path:
+    """Write ``df`` to ``path`` and its provenance to ``<path stem>.provenance.json``, both atomically."""
+    path = Path(path)
+    write_csv(df, path)
+    write_json(provenance(config=config, seed=seed, wall_time_s=wall_time_s, **extra),
+               path.with_name(path.stem + ".provenance.json"))
+    return path
