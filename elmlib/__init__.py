@@ -1,2 +1,48 @@
-"""elmlib: reference implementation of ELM (Elastic Architecture Search for Efficient Language Models)."""
+"""elmlib: reference implementation of ELM (Elastic Architecture Search for Efficient Language Models,
+Shang Wang, ICME 2025, arXiv 2510.27037).
+
+    import random, elmlib
+    space = elmlib.SearchSpace.preset("small")
+    arch = space.sample(random.Random(0))
+    net = elmlib.Supernet(space)
+    model = net.extract(arch)        # a standalone transformers PreTrainedModel
+"""
+from transformers import (
+    AutoConfig,
+    AutoModel,
+    AutoModelForMaskedLM,
+    AutoModelForQuestionAnswering,
+    AutoModelForSequenceClassification,
+)
+
+from .configuration_elm import ElmConfig
+from .growth import grow_ffn
+from .modeling_elm import (
+    BertBlock,
+    ElmForMaskedLM,
+    ElmForQuestionAnswering,
+    ElmForSequenceClassification,
+    ElmModel,
+    MobileBertBlock,
+)
+from .space import CANDIDATES, Architecture, LayerChoice, SearchSpace
+from .supernet import Supernet
+
 __version__ = "0.1.0"
+
+# `import elmlib` makes exported folders load through transformers' Auto classes; saving also
+# copies configuration_elm.py / modeling_elm.py into the folder (auto_map), so the same folder
+# loads with trust_remote_code=True where elmlib is not installed.
+AutoConfig.register("elm", ElmConfig, exist_ok=True)
+ElmConfig.register_for_auto_class()
+for _auto, _model in ((AutoModel, ElmModel), (AutoModelForMaskedLM, ElmForMaskedLM),
+                      (AutoModelForSequenceClassification, ElmForSequenceClassification),
+                      (AutoModelForQuestionAnswering, ElmForQuestionAnswering)):
+    _auto.register(ElmConfig, _model, exist_ok=True)
+    _model.register_for_auto_class(_auto.__name__)
+
+__all__ = [
+    "Architecture", "BertBlock", "CANDIDATES", "ElmConfig", "ElmForMaskedLM", "ElmForQuestionAnswering",
+    "ElmForSequenceClassification", "ElmModel", "LayerChoice", "MobileBertBlock", "SearchSpace", "Supernet",
+    "grow_ffn",
+]

@@ -1,0 +1,61 @@
+"""Elastic FFN growth of supernet blocks (paper Sec. III-B, Fig. 1).
+
+After each supernet pretraining epoch the top-K blocks by PCA score grow their FFN by one step.
+Growth happens in place: the block keeps its ``nn.Parameter`` objects (so optimizer param groups,
+hooks and references stay valid), their ``.data`` is enlarged, and optimizer state tensors
+(e.g. Adam's moments) are zero-padded for the new units, as if those units had seen no gradient.
+
+    grow_ffn(net.block(3, "bert", "qv"), 264, optimizer=opt, generator=torch.Generator().manual_seed(0))
+
+New units: incoming weights ~ N(0, std), incoming bias 0; outgoing weights 0 with
+``init="zero"`` (default: the block's output is unchanged at the moment of growth, Net2Net-style
+function preservation) or ~ N(0, std) with ``init="normal"`` (output changes).
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+GROWTH_INITS = ("zero", "normal")
+
+
+def _resize_(param: nn.Parameter, new_data: torch.Tensor, dim: int, optimizer: torch.optim.Optimizer | None) -> None:
+    old = param.shape[dim]
+    added = new_data.shape[dim] - old
+
+    def pad(t: torch.Tensor) -> torch.Tensor:
+        shape = list(t.shape)
+        shape[dim] = added
+        return torch.cat([t, t.new_zeros(shape)], dim)
+
+    if optimizer is not None:
+        for key, value in optimizer.state.get(param, {}).items():
+            if torch.is_tensor(value) and value.shape == param.shape:
+                optimizer.state[param][key] = pad(value)
+    if param.grad is not None:
+        param.grad = pad(param.grad)
+    param.data = new_data
+
+
+def grow_ffn(block: nn.Module, new_dim: int, *, init: str = "zero", std: float = 0.02,
+             generator: torch.Generator | None = None, optimizer: torch.optim.Optimizer | None = None) -> None:
+    """Enlarge every FFN of ``block`` (BERT or MobileBERT, stacked FFNs too) to ``new_dim`` units."""
+    if init not in GROWTH_INITS:
+        raise ValueError(f"init={init!r} is not allowed; expected one of {GROWTH_INITS}")
+    for inter, out in block.ffn_layers:
+        old = inter.weight.shape[0]
+        if new_dim <= old:
+            raise ValueError(f"new_dim={new_dim} is not allowed; the FFN already has {old} units (must grow)")
+        added = new_dim - old
+        w = inter.weight
+        new_in = torch.randn(added, w.shape[1], generator=generator, device="cpu", dtype=w.dtype).to(w.device) * std
+        if init == "zero":
+            new_out = out.weight.new_zeros(out.weight.shape[0], added)
+        else:
+            new_out = (torch.randn(out.weight.shape[0], added, generator=generator, device="cpu",
+                                   dtype=w.dtype).to(w.device) * std)
+        with torch.no_grad():
+            _resize_(inter.weight, torch.cat([w.data, new_in], 0), 0, optimizer)
+            _resize_(inter.bias, torch.cat([inter.bias.data, inter.bias.new_zeros(added)], 0), 0, optimizer)
+            _resize_(out.weight, torch.cat([out.weight.data, new_out], 1), 1, optimizer)
+        inter.out_features = out.in_features = new_dim

@@ -1,0 +1,404 @@
+"""ELM encoder blocks and standalone Hugging Face models (paper Sec. III-A, Fig. 5).
+
+A layer is one of six blocks: {BERT, MobileBERT} x {no sharing, query=value ("qv"), key=value
+("kv")}. Attribute names follow transformers' ``BertLayer`` / ``MobileBertLayer``
+(``attention.self.query``, ``attention.output.dense``, ``intermediate.dense``, ``output.dense``, ...)
+so pretrained state dicts load into a block directly. Self-contained (torch + transformers only):
+``save_pretrained`` copies this file next to the weights.
+
+    model = ElmModel(config)                      # config: ElmConfig
+    out = model(input_ids, attention_mask=mask)   # out.last_hidden_state: (B, N, hidden)
+
+Sharing: with "qv" the value projection *is* the query projection (no ``value`` weight), so the
+value vectors equal the query vectors; "kv" likewise with the key. In a MobileBERT block, query
+and key read the shared attention bottleneck (inner size) while an unshared value reads the full
+hidden state (as in MobileBERT); a shared value reads the bottleneck too, since one weight can
+only serve one input size. The shared weight's gradient is the sum of both uses (autograd).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import PreTrainedModel
+from transformers.activations import ACT2FN
+from transformers.modeling_outputs import (
+    MaskedLMOutput,
+    ModelOutput,
+    QuestionAnsweringModelOutput,
+    SequenceClassifierOutput,
+)
+
+from .configuration_elm import ElmConfig
+
+
+class NoNorm(nn.Module):
+    """MobileBERT's element-wise affine replacement for LayerNorm."""
+
+    def __init__(self, size: int, eps: float | None = None):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(size))
+        self.bias = nn.Parameter(torch.zeros(size))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.weight + self.bias
+
+
+def make_norm(kind: str, size: int, eps: float) -> nn.Module:
+    return nn.LayerNorm(size, eps=eps) if kind == "layer_norm" else NoNorm(size)
+
+
+class BlockOutput(NamedTuple):
+    hidden: torch.Tensor                      # (B, N, hidden)
+    attn_probs: torch.Tensor | None = None    # (B, heads, N, N), when asked
+    head_outputs: torch.Tensor | None = None  # (B, heads, N, head_dim): per-head context, for CKA
+    ffn_hidden: torch.Tensor | None = None    # (B, N, ffn_dim): FFN activations, for PCA
+
+
+def elastic_ffn(inter: nn.Linear, out: nn.Linear, act, x: torch.Tensor, ffn_dim: int | None):
+    """Run an FFN on its first ``ffn_dim`` units (all when None); returns (activations, output)."""
+    full = inter.weight.shape[0]
+    if ffn_dim is None or ffn_dim == full:
+        h = act(inter(x))
+        return h, out(h)
+    if ffn_dim > full:
+        raise ValueError(f"ffn_dim={ffn_dim} exceeds this block's {full} allocated FFN units")
+    h = act(F.linear(x, inter.weight[:ffn_dim], inter.bias[:ffn_dim]))
+    return h, F.linear(h, out.weight[:, :ffn_dim], out.bias)
+
+
+class SelfAttention(nn.Module):
+    """Multi-head attention projections with optional value sharing; heads settable per call."""
+
+    def __init__(self, qk_in: int, v_in: int, width: int, heads: int, sharing: str, dropout: float):
+        super().__init__()
+        self.query = nn.Linear(qk_in, width)
+        self.key = nn.Linear(qk_in, width)
+        if sharing == "none":
+            self.value = nn.Linear(v_in, width)
+        self.sharing, self.width, self.num_heads, self.dropout_p = sharing, width, heads, dropout
+
+    def forward(self, qk_in, v_in, mask, heads=None, need_probs=False):
+        batch, length, _ = qk_in.shape
+        heads = heads or self.num_heads
+        if self.width % heads:
+            raise ValueError(f"heads={heads} does not divide the attention width {self.width}")
+        q = self.query(qk_in)
+        k = self.key(qk_in)
+        v = q if self.sharing == "qv" else k if self.sharing == "kv" else self.value(v_in)
+        q, k, v = (t.view(batch, length, heads, -1).transpose(1, 2) for t in (q, k, v))
+        p = self.dropout_p if self.training else 0.0
+        if not need_probs:  # fused kernel on the fast path
+            return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p), None
+        scores = q @ k.transpose(-1, -2) * q.shape[-1] ** -0.5
+        if mask is not None:
+            scores = scores.masked_fill(~mask, torch.finfo(scores.dtype).min)
+        probs = scores.softmax(-1)
+        return F.dropout(probs, p) @ v, probs
+
+
+def _merge_heads(ctx: torch.Tensor) -> torch.Tensor:
+    batch, heads, length, dim = ctx.shape
+    return ctx.transpose(1, 2).reshape(batch, length, heads * dim)
+
+
+class _Holder(nn.Module):
+    """A named container, so attribute paths match transformers' (e.g. ``attention.output.dense``)."""
+
+    def __init__(self, /, **modules: nn.Module):
+        super().__init__()
+        for name, module in modules.items():
+            setattr(self, name, module)
+
+
+class BertBlock(nn.Module):
+    """Post-LN BERT layer (Devlin et al. 2019) with elastic FFN and optional Q/K=V sharing."""
+
+    block_type = "bert"
+
+    def __init__(self, config: ElmConfig, sharing: str, ffn_dim: int, heads: int):
+        super().__init__()
+        h, eps = config.hidden_size, config.layer_norm_eps
+        self.sharing, self.heads = sharing, heads
+        self.attention = _Holder(
+            self=SelfAttention(h, h, h, heads, sharing, config.attention_probs_dropout_prob),
+            output=_Holder(dense=nn.Linear(h, h), LayerNorm=nn.LayerNorm(h, eps=eps),
+                           dropout=nn.Dropout(config.hidden_dropout_prob)),
+        )
+        self.intermediate = _Holder(dense=nn.Linear(h, ffn_dim))
+        self.output = _Holder(dense=nn.Linear(ffn_dim, h), LayerNorm=nn.LayerNorm(h, eps=eps),
+                              dropout=nn.Dropout(config.hidden_dropout_prob))
+        self.act = ACT2FN[config.hidden_act]
+
+    @property
+    def ffn_layers(self) -> list[tuple[nn.Linear, nn.Linear]]:
+        return [(self.intermediate.dense, self.output.dense)]
+
+    def forward(self, x, mask=None, heads=None, ffn_dim=None, need_attn=False, need_heads=False,
+                need_ffn=False) -> BlockOutput:
+        att = self.attention
+        ctx, probs = att.self(x, x, mask, heads, need_attn)
+        a = att.output.LayerNorm(att.output.dropout(att.output.dense(_merge_heads(ctx))) + x)
+        inter, o = elastic_ffn(self.intermediate.dense, self.output.dense, self.act, a, ffn_dim)
+        out = self.output.LayerNorm(self.output.dropout(o) + a)
+        return BlockOutput(out, probs, ctx if need_heads else None, inter if need_ffn else None)
+
+
+class MobileBertBlock(nn.Module):
+    """MobileBERT layer (Sun et al. 2020): bottlenecks around attention and FFN(s) at ``inner_size``.
+
+    Matches ``MobileBertLayer`` with ``use_bottleneck=True``, ``key_query_shared_bottleneck=True``,
+    ``use_bottleneck_attention=False``, ``num_feedforward_networks=mobilebert_num_ffn``. Every
+    stacked FFN has the block's FFN dimension. Deliberate difference: every norm uses
+    ``layer_norm_eps`` (transformers' ``MobileBertOutput`` keeps LayerNorm's default 1e-5).
+    """
+
+    block_type = "mobilebert"
+
+    def __init__(self, config: ElmConfig, sharing: str, ffn_dim: int, heads: int):
+        super().__init__()
+        h, i, eps, norm = config.hidden_size, config.inner_size, config.layer_norm_eps, config.mobilebert_norm
+        self.sharing, self.heads = sharing, heads
+        self.bottleneck = _Holder(
+            input=_Holder(dense=nn.Linear(h, i), LayerNorm=make_norm(norm, i, eps)),
+            attention=_Holder(dense=nn.Linear(h, i), LayerNorm=make_norm(norm, i, eps)),
+        )
+        self.attention = _Holder(
+            self=SelfAttention(i, h, i, heads, sharing, config.attention_probs_dropout_prob),
+            output=_Holder(dense=nn.Linear(i, i), LayerNorm=make_norm(norm, i, eps)),
+        )
+        if config.mobilebert_num_ffn > 1:
+            self.ffn = nn.ModuleList(
+                _Holder(intermediate=_Holder(dense=nn.Linear(i, ffn_dim)),
+                        output=_Holder(dense=nn.Linear(ffn_dim, i), LayerNorm=make_norm(norm, i, eps)))
+                for _ in range(config.mobilebert_num_ffn - 1)
+            )
+        self.intermediate = _Holder(dense=nn.Linear(i, ffn_dim))
+        self.output = _Holder(
+            dense=nn.Linear(ffn_dim, i), LayerNorm=make_norm(norm, i, eps),
+            bottleneck=_Holder(dense=nn.Linear(i, h), LayerNorm=make_norm(norm, h, eps),
+                               dropout=nn.Dropout(config.hidden_dropout_prob)),
+        )
+        self.act = ACT2FN[config.hidden_act]
+
+    @property
+    def ffn_layers(self) -> list[tuple[nn.Linear, nn.Linear]]:
+        stacked = [(f.intermediate.dense, f.output.dense) for f in getattr(self, "ffn", [])]
+        return stacked + [(self.intermediate.dense, self.output.dense)]
+
+    def forward(self, x, mask=None, heads=None, ffn_dim=None, need_attn=False, need_heads=False,
+                need_ffn=False) -> BlockOutput:
+        layer_input = self.bottleneck.input.LayerNorm(self.bottleneck.input.dense(x))
+        shared = self.bottleneck.attention.LayerNorm(self.bottleneck.attention.dense(x))
+        att = self.attention
+        ctx, probs = att.self(shared, x if self.sharing == "none" else shared, mask, heads, need_attn)
+        a = att.output.LayerNorm(att.output.dense(_merge_heads(ctx)) + layer_input)
+        for stacked in getattr(self, "ffn", []):
+            _, o = elastic_ffn(stacked.intermediate.dense, stacked.output.dense, self.act, a, ffn_dim)
+            a = stacked.output.LayerNorm(o + a)
+        inter, o = elastic_ffn(self.intermediate.dense, self.output.dense, self.act, a, ffn_dim)
+        o = self.output.LayerNorm(o + a)
+        bn = self.output.bottleneck
+        out = bn.LayerNorm(bn.dropout(bn.dense(o)) + x)
+        return BlockOutput(out, probs, ctx if need_heads else None, inter if need_ffn else None)
+
+
+BLOCKS = {"bert": BertBlock, "mobilebert": MobileBertBlock}
+
+
+def build_block(config: ElmConfig, block: str, sharing: str, ffn_dim: int, heads: int) -> nn.Module:
+    return BLOCKS[block](config, sharing, ffn_dim, heads)
+
+
+class ElmEmbeddings(nn.Module):
+    """Factorized embeddings (ALBERT, Lan et al. 2020): tables at ``embedding_size``, then a projection."""
+
+    def __init__(self, config: ElmConfig):
+        super().__init__()
+        e = config.embedding_size
+        self.word_embeddings = nn.Embedding(config.vocab_size, e, padding_idx=config.pad_token_id)
+        self.position_embeddings = nn.Embedding(config.max_position_embeddings, e)
+        self.token_type_embeddings = nn.Embedding(config.type_vocab_size, e)
+        self.LayerNorm = nn.LayerNorm(e, eps=config.layer_norm_eps)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+        self.projection = nn.Linear(e, config.hidden_size)
+        self.register_buffer("position_ids", torch.arange(config.max_position_embeddings)[None], persistent=False)
+
+    def forward(self, input_ids, token_type_ids=None, position_ids=None):
+        length = input_ids.shape[1]
+        if length > self.position_ids.shape[1]:
+            raise ValueError(f"sequence length {length} exceeds max_position_embeddings={self.position_ids.shape[1]}")
+        if position_ids is None:
+            position_ids = self.position_ids[:, :length]
+        x = self.word_embeddings(input_ids) + self.position_embeddings(position_ids)
+        x = x + (self.token_type_embeddings(token_type_ids) if token_type_ids is not None
+                 else self.token_type_embeddings.weight[0])
+        return self.projection(self.dropout(self.LayerNorm(x)))
+
+
+@dataclass
+class ElmModelOutput(ModelOutput):
+    """Encoder output; the optional tuples hold one entry per layer (``hidden_states``: embeddings too)."""
+
+    last_hidden_state: torch.Tensor | None = None
+    hidden_states: tuple[torch.Tensor, ...] | None = None
+    attentions: tuple[torch.Tensor, ...] | None = None
+    head_outputs: tuple[torch.Tensor, ...] | None = None
+    ffn_hidden_states: tuple[torch.Tensor, ...] | None = None
+
+
+def sdpa_mask(attention_mask: torch.Tensor | None) -> torch.Tensor | None:
+    """(B, N) 1/0 padding mask -> (B, 1, 1, N) boolean mask (True = attend); None when nothing is padded."""
+    if attention_mask is None or bool(attention_mask.all()):
+        return None
+    return attention_mask.bool()[:, None, None, :]
+
+
+def run_layers(x, blocks, settings, mask, output_hidden_states=False, output_attentions=False,
+               output_head_outputs=False, output_ffn_hidden=False) -> ElmModelOutput:
+    """Run ``blocks`` in order; ``settings`` gives each block's (heads, ffn_dim). Shared by model and supernet."""
+    hidden, attn, heads_out, ffn = ([x] if output_hidden_states else None), [], [], []
+    for block, (heads, ffn_dim) in zip(blocks, settings):
+        out = block(x, mask, heads, ffn_dim, output_attentions, output_head_outputs, output_ffn_hidden)
+        x = out.hidden
+        if output_hidden_states:
+            hidden.append(x)
+        attn.append(out.attn_probs)
+        heads_out.append(out.head_outputs)
+        ffn.append(out.ffn_hidden)
+    return ElmModelOutput(
+        last_hidden_state=x,
+        hidden_states=tuple(hidden) if output_hidden_states else None,
+        attentions=tuple(attn) if output_attentions else None,
+        head_outputs=tuple(heads_out) if output_head_outputs else None,
+        ffn_hidden_states=tuple(ffn) if output_ffn_hidden else None,
+    )
+
+
+class ElmPreTrainedModel(PreTrainedModel):
+    config_class = ElmConfig
+    base_model_prefix = "elm"
+    _no_split_modules = ["BertBlock", "MobileBertBlock"]
+
+    @torch.no_grad()
+    def _init_weights(self, module):
+        super()._init_weights(module)
+        if isinstance(module, NoNorm):
+            module.weight.fill_(1.0)
+            module.bias.zero_()
+        elif isinstance(module, ElmEmbeddings):
+            module.position_ids.copy_(torch.arange(module.position_ids.shape[1])[None])
+
+
+class ElmModel(ElmPreTrainedModel):
+    """The encoder: factorized embeddings + one block per layer of ``config.layers``. No pooler."""
+
+    def __init__(self, config: ElmConfig):
+        super().__init__(config)
+        self.embeddings = ElmEmbeddings(config)
+        self.encoder = _Holder(layer=nn.ModuleList(
+            build_block(config, l["block"], l["sharing"], int(l["ffn_dim"]), int(l["heads"])) for l in config.layers
+        ))
+        self.post_init()
+
+    def get_input_embeddings(self):
+        return self.embeddings.word_embeddings
+
+    def set_input_embeddings(self, value):
+        self.embeddings.word_embeddings = value
+
+    def forward(self, input_ids, attention_mask=None, token_type_ids=None, position_ids=None,
+                output_hidden_states=False, output_attentions=False, output_head_outputs=False,
+                output_ffn_hidden=False, return_dict=True, **kwargs) -> ElmModelOutput:
+        x = self.embeddings(input_ids, token_type_ids, position_ids)
+        settings = [(int(l["heads"]), None) for l in self.config.layers]
+        out = run_layers(x, self.encoder.layer, settings, sdpa_mask(attention_mask), output_hidden_states,
+                         output_attentions, output_head_outputs, output_ffn_hidden)
+        return out if return_dict else out.to_tuple()
+
+
+class ElmMLMHead(nn.Module):
+    """ALBERT-style head: hidden -> embedding_size, then the (tied) word-embedding decoder."""
+
+    def __init__(self, config: ElmConfig):
+        super().__init__()
+        self.dense = nn.Linear(config.hidden_size, config.embedding_size)
+        self.act = ACT2FN[config.hidden_act]
+        self.LayerNorm = nn.LayerNorm(config.embedding_size, eps=config.layer_norm_eps)
+        self.decoder = nn.Linear(config.embedding_size, config.vocab_size)
+
+    def forward(self, x):
+        return self.decoder(self.LayerNorm(self.act(self.dense(x))))
+
+
+class ElmForMaskedLM(ElmPreTrainedModel):
+    _tied_weights_keys = {"predictions.decoder.weight": "elm.embeddings.word_embeddings.weight"}
+
+    def __init__(self, config: ElmConfig):
+        super().__init__(config)
+        self.elm = ElmModel(config)
+        self.predictions = ElmMLMHead(config)
+        self.post_init()
+
+    def get_output_embeddings(self):
+        return self.predictions.decoder
+
+    def set_output_embeddings(self, value):
+        self.predictions.decoder = value
+
+    def forward(self, input_ids, attention_mask=None, token_type_ids=None, labels=None, **kwargs):
+        out = self.elm(input_ids, attention_mask, token_type_ids, **kwargs)
+        logits = self.predictions(out.last_hidden_state)
+        loss = None if labels is None else F.cross_entropy(logits.flatten(0, 1), labels.flatten(), ignore_index=-100)
+        return MaskedLMOutput(loss=loss, logits=logits, hidden_states=out.hidden_states, attentions=out.attentions)
+
+
+class ElmForSequenceClassification(ElmPreTrainedModel):
+    """[CLS] -> dense -> tanh -> linear (a pooler inside the head, so the encoder count stays head-free)."""
+
+    def __init__(self, config: ElmConfig):
+        super().__init__(config)
+        self.num_labels = config.num_labels
+        self.elm = ElmModel(config)
+        p = config.classifier_dropout if config.classifier_dropout is not None else config.hidden_dropout_prob
+        self.classifier = _Holder(dense=nn.Linear(config.hidden_size, config.hidden_size), dropout=nn.Dropout(p),
+                                  out_proj=nn.Linear(config.hidden_size, config.num_labels))
+        self.post_init()
+
+    def forward(self, input_ids, attention_mask=None, token_type_ids=None, labels=None, **kwargs):
+        out = self.elm(input_ids, attention_mask, token_type_ids, **kwargs)
+        c = self.classifier
+        logits = c.out_proj(c.dropout(torch.tanh(c.dense(c.dropout(out.last_hidden_state[:, 0])))))
+        loss = None
+        if labels is not None:
+            if self.num_labels == 1:  # regression (STS-B style)
+                loss = F.mse_loss(logits.squeeze(-1), labels.to(logits.dtype))
+            else:
+                loss = F.cross_entropy(logits, labels)
+        return SequenceClassifierOutput(loss=loss, logits=logits, hidden_states=out.hidden_states,
+                                        attentions=out.attentions)
+
+
+class ElmForQuestionAnswering(ElmPreTrainedModel):
+    """Extractive QA: start/end logits from a linear layer over every token (SQuAD)."""
+
+    def __init__(self, config: ElmConfig):
+        super().__init__(config)
+        self.elm = ElmModel(config)
+        self.qa_outputs = nn.Linear(config.hidden_size, 2)
+        self.post_init()
+
+    def forward(self, input_ids, attention_mask=None, token_type_ids=None, start_positions=None,
+                end_positions=None, **kwargs):
+        out = self.elm(input_ids, attention_mask, token_type_ids, **kwargs)
+        start, end = self.qa_outputs(out.last_hidden_state).unbind(-1)
+        loss = None
+        if start_positions is not None and end_positions is not None:
+            n = start.shape[1]  # positions outside the sequence are ignored, as in BERT's QA head
+            loss = (F.cross_entropy(start, start_positions.clamp(0, n), ignore_index=n)
+                    + F.cross_entropy(end, end_positions.clamp(0, n), ignore_index=n)) / 2
+        return QuestionAnsweringModelOutput(loss=loss, start_logits=start, end_logits=end,
+                                            hidden_states=out.hidden_states, attentions=out.attentions)
