@@ -45,6 +45,7 @@ class ElmConfig(PretrainedConfig):
         mobilebert_norm: str = "layer_norm",
         classifier_dropout: float | None = None,
         pad_token_id: int = 0,
+        tie_word_embeddings: bool = True,
         **kwargs,
     ):
         if layers is None:
@@ -67,7 +68,8 @@ class ElmConfig(PretrainedConfig):
         # Names other transformers utilities look for.
         self.num_hidden_layers = len(self.layers)
         self.num_attention_heads = max(int(layer["heads"]) for layer in self.layers)
-        super().__init__(pad_token_id=pad_token_id, **kwargs)
+        # The masked-LM decoder reuses the word-embedding table (ALBERT/BERT practice).
+        super().__init__(pad_token_id=pad_token_id, tie_word_embeddings=tie_word_embeddings, **kwargs)
         self._check()
 
     def _check(self) -> None:

@@ -32,9 +32,9 @@ def _resize_(param: nn.Parameter, new_data: torch.Tensor, dim: int, optimizer: t
         for key, value in optimizer.state.get(param, {}).items():
             if torch.is_tensor(value) and value.shape == param.shape:
                 optimizer.state[param][key] = pad(value)
-    if param.grad is not None:
-        param.grad = pad(param.grad)
-    param.data = new_data
+    grad = None if param.grad is None else pad(param.grad)
+    param.data = new_data  # the Parameter object stays: optimizer groups and references remain valid
+    param.grad = grad
 
 
 def grow_ffn(block: nn.Module, new_dim: int, *, init: str = "zero", std: float = 0.02,
