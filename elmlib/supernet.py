@@ -16,7 +16,8 @@ import random
 import torch
 from torch import nn
 
-from .modeling_elm import ElmEmbeddings, ElmModel, ElmModelOutput, NoNorm, build_block, run_layers, sdpa_mask
+from .modeling_elm import (ElmEmbeddings, ElmMLMHead, ElmModel, ElmModelOutput, NoNorm, build_block, run_layers,
+                           sdpa_mask)
 from .space import CANDIDATES, Architecture, LayerChoice, SearchSpace
 
 
@@ -66,7 +67,10 @@ class Supernet(nn.Module):
                                for b, s in self.candidates})
                 for _ in range(space.num_layers)
             )
+            # Masked-LM head for supernet pretraining, decoder tied to the word embeddings.
+            self.predictions = ElmMLMHead(self.config)
             init_weights(self, self.config.initializer_range)
+        self.predictions.decoder.weight = self.embeddings.word_embeddings.weight
 
     def block(self, layer: int, block: str, sharing: str) -> nn.Module:
         return self.layers[layer][candidate_key(block, sharing)]
@@ -108,8 +112,12 @@ class Supernet(nn.Module):
         return run_layers(x, blocks, settings, sdpa_mask(attention_mask), output_hidden_states,
                           output_attentions, output_head_outputs, output_ffn_hidden)
 
+    def mlm_logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        return self.predictions(hidden)
+
     def extract(self, arch: Architecture, model_class=ElmModel, **config_overrides):
-        """A standalone ``model_class`` (ElmModel or a task model) holding copies of the path's weights."""
+        """A standalone ``model_class`` (ElmModel or a task model) holding copies of the path's weights;
+        an `ElmForMaskedLM` also gets the supernet's masked-LM head."""
         self.check(arch)
         keep = {k: getattr(self.config, k) for k in ("hidden_dropout_prob", "attention_probs_dropout_prob",
                                                      "layer_norm_eps", "hidden_act", "initializer_range")}
@@ -118,6 +126,8 @@ class Supernet(nn.Module):
         self._copy(self.embeddings, encoder.embeddings)
         for i, layer in enumerate(arch.layers):
             self._copy(self.block(i, layer.block, layer.sharing), encoder.encoder.layer[i])
+        if hasattr(model, "predictions"):
+            self._copy(self.predictions, model.predictions)
         return model
 
     @staticmethod
@@ -127,5 +137,5 @@ class Supernet(nn.Module):
             copy_prefix_(tensor, source[name])
 
     def num_params(self) -> int:
-        """Parameters the supernet holds now (grows with the FFNs)."""
-        return sum(p.numel() for p in self.parameters())
+        """Parameters of the embeddings and every candidate block now (grows with the FFNs); no MLM head."""
+        return sum(p.numel() for p in self.embeddings.parameters()) + sum(p.numel() for p in self.layers.parameters())

@@ -29,6 +29,9 @@ def test_extraction_into_task_models_copies_the_encoder():
     for cls in (elmlib.ElmForSequenceClassification, elmlib.ElmForQuestionAnswering, elmlib.ElmForMaskedLM):
         model = net.extract(arch, cls).eval()
         assert torch.allclose(model.elm(ids, attention_mask=mask).last_hidden_state, expected, atol=1e-6)
+    mlm = net.extract(arch, elmlib.ElmForMaskedLM).eval()  # the supernet's MLM head comes along
+    assert torch.allclose(mlm(ids, attention_mask=mask).logits, net.mlm_logits(expected), atol=1e-5)
+    assert net.predictions.decoder.weight is net.embeddings.word_embeddings.weight
 
 
 def test_only_the_sampled_path_takes_part_in_backward():
