@@ -1,0 +1,183 @@
+"""Evolutionary architecture search under a parameter budget (paper Algorithm 2, step 3; SPOS's
+evolution, Guo et al. ECCV 2020).
+
+A genome picks one candidate block per layer; ``decode`` turns it into an `Architecture` (in ELM
+the FFN dimension of a block is the one PCA-guided growth gave it). Candidates over the budget are
+never evaluated, and no architecture is evaluated twice. The state after every generation can be
+saved and resumed, giving the same result as an uninterrupted run.
+
+    search = EvolutionarySearch(num_layers=12, num_choices=6, decode=decode, params=space.num_params,
+                                budget=15.7e6, score=score_on_search_split, seed=0)
+    history = search.run()          # one row per evaluated architecture
+"""
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from .files import write_json
+from .space import Architecture
+
+Genome = tuple[int, ...]
+
+
+@dataclass
+class EvolutionSettings:
+    population: int = 50        # paper
+    generations: int = 40       # paper
+    crossover_prob: float = 1.0  # paper
+    mutation_prob: float = 0.1  # paper, per layer
+    parents: int = 10           # top-k kept as parents (SPOS)
+    max_tries: int = 1000       # draws allowed to find one new, within-budget candidate
+
+    def __post_init__(self):
+        for name in ("population", "generations", "parents", "max_tries"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"EvolutionSettings.{name}={getattr(self, name)} is not allowed; expected >= 1")
+        for name in ("crossover_prob", "mutation_prob"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise ValueError(f"EvolutionSettings.{name}={getattr(self, name)} is not allowed; expected [0, 1]")
+
+
+@dataclass
+class Evaluated:
+    genome: Genome
+    arch: Architecture
+    params: int
+    score: float
+    generation: int
+
+
+@dataclass
+class EvolutionarySearch:
+    num_layers: int
+    num_choices: int
+    decode: Callable[[Genome], Architecture]
+    params: Callable[[Architecture], int]
+    budget: float
+    score: Callable[[Architecture], float]   # higher is better
+    seed: int = 0
+    settings: EvolutionSettings = field(default_factory=EvolutionSettings)
+    state_path: str | Path | None = None
+
+    def __post_init__(self):
+        self.rng = random.Random(self.seed)
+        self.evaluated: dict[Genome, Evaluated] = {}
+        self.population: list[Genome] = []
+        self.generation = 0
+        self.rejected_over_budget = 0
+        if self.state_path and Path(self.state_path).exists():
+            self._load(Path(self.state_path))
+
+    # --- genome operators ------------------------------------------------------------------------
+    def random_genome(self) -> Genome:
+        return tuple(self.rng.randrange(self.num_choices) for _ in range(self.num_layers))
+
+    def mutate(self, genome: Genome) -> Genome:
+        p = self.settings.mutation_prob
+        return tuple(self.rng.randrange(self.num_choices) if self.rng.random() < p else g for g in genome)
+
+    def crossover(self, a: Genome, b: Genome) -> Genome:
+        if self.rng.random() >= self.settings.crossover_prob:
+            return a
+        return tuple(x if self.rng.random() < 0.5 else y for x, y in zip(a, b))
+
+    def _new_candidate(self, make: Callable[[], Genome], taken: set[Genome]) -> Genome | None:
+        """A genome not evaluated before, not already in this generation, and within the budget."""
+        for _ in range(self.settings.max_tries):
+            genome = make()
+            if genome in self.evaluated or genome in taken:
+                continue
+            if self.params(self.decode(genome)) > self.budget:
+                self.rejected_over_budget += 1
+                continue
+            return genome
+        return None
+
+    # --- the loop --------------------------------------------------------------------------------
+    def _evaluate(self, genomes: list[Genome]) -> None:
+        for genome in genomes:
+            arch = self.decode(genome)
+            self.evaluated[genome] = Evaluated(genome, arch, self.params(arch), float(self.score(arch)),
+                                               self.generation)
+
+    def top(self, k: int) -> list[Evaluated]:
+        return sorted(self.evaluated.values(), key=lambda e: (-e.score, e.params, e.genome))[:k]
+
+    def step(self) -> None:
+        """One generation: the first draws the population at random; later ones breed from the top-k."""
+        size, taken = self.settings.population, set()
+        if self.generation == 0:
+            makers = [self.random_genome] * size
+        else:
+            parents = [e.genome for e in self.top(self.settings.parents)]
+            half = size // 2
+            makers = ([lambda: self.mutate(self.rng.choice(parents))] * half
+                      + [lambda: self.crossover(self.rng.choice(parents), self.rng.choice(parents))] * (size - half))
+        children = []
+        for make in makers:
+            genome = self._new_candidate(make, taken)
+            if genome is None:  # operators exhausted: fill with fresh random genomes
+                genome = self._new_candidate(self.random_genome, taken)
+            if genome is not None:
+                children.append(genome)
+                taken.add(genome)
+        if not children and self.generation == 0:
+            raise ValueError(f"no architecture within the budget {self.budget:.4g} was found in "
+                             f"{self.settings.max_tries} draws; raise the budget")
+        self._evaluate(children)
+        self.population = [e.genome for e in self.top(size)]
+        self.generation += 1
+        if self.state_path:
+            self._save(Path(self.state_path))
+
+    def run(self, on_generation: Callable[["EvolutionarySearch"], None] | None = None) -> list[Evaluated]:
+        while self.generation < self.settings.generations:
+            self.step()
+            if on_generation:
+                on_generation(self)
+        return self.history()
+
+    def history(self) -> list[Evaluated]:
+        return sorted(self.evaluated.values(), key=lambda e: (e.generation, e.genome))
+
+    def best(self) -> Evaluated:
+        return self.top(1)[0]
+
+    def pareto_front(self) -> list[Evaluated]:
+        """Evaluated architectures no other beats on both fewer parameters and a higher score."""
+        front, best = [], float("-inf")
+        for e in sorted(self.evaluated.values(), key=lambda e: (e.params, -e.score)):
+            if e.score > best:
+                front.append(e)
+                best = e.score
+        return front
+
+    # --- resumable state -------------------------------------------------------------------------
+    def _save(self, path: Path) -> None:
+        version, internal, gauss = self.rng.getstate()
+        write_json({
+            "seed": self.seed, "generation": self.generation, "rejected_over_budget": self.rejected_over_budget,
+            "rng": [version, list(internal), gauss], "population": [list(g) for g in self.population],
+            "evaluated": [{"genome": list(e.genome), "score": e.score, "params": e.params, "generation": e.generation}
+                          for e in self.evaluated.values()],
+        }, path)
+
+    def _load(self, path: Path) -> None:
+        try:
+            state = json.loads(path.read_text())
+            if state["seed"] != self.seed:
+                raise ValueError(f"seed {state['seed']} in the state file differs from seed={self.seed}")
+            version, internal, gauss = state["rng"]
+            self.rng.setstate((version, tuple(internal), gauss))
+            self.generation, self.rejected_over_budget = state["generation"], state["rejected_over_budget"]
+            self.population = [tuple(g) for g in state["population"]]
+            for row in state["evaluated"]:
+                genome = tuple(row["genome"])
+                self.evaluated[genome] = Evaluated(genome, self.decode(genome), row["params"], row["score"],
+                                                   row["generation"])
+        except (KeyError, TypeError, ValueError, json.JSONDecodeError) as err:
+            raise ValueError(f"evolution state {path} is corrupt or from another search: {err}") from err
