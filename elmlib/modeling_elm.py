@@ -356,22 +356,32 @@ class ElmForMaskedLM(ElmPreTrainedModel):
         return MaskedLMOutput(loss=loss, logits=logits, hidden_states=out.hidden_states, attentions=out.attentions)
 
 
-class ElmForSequenceClassification(ElmPreTrainedModel):
-    """[CLS] -> dense -> tanh -> linear (a pooler inside the head, so the encoder count stays head-free)."""
+class ElmClassificationHead(nn.Module):
+    """[CLS] -> dropout -> dense -> tanh -> dropout -> linear (the pooler lives in the head, so the
+    encoder's parameter count stays head-free)."""
 
+    def __init__(self, config: ElmConfig):
+        super().__init__()
+        p = config.classifier_dropout if config.classifier_dropout is not None else config.hidden_dropout_prob
+        self.dense = nn.Linear(config.hidden_size, config.hidden_size)
+        self.dropout = nn.Dropout(p)
+        self.out_proj = nn.Linear(config.hidden_size, config.num_labels)
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        return self.out_proj(self.dropout(torch.tanh(self.dense(self.dropout(hidden[:, 0])))))
+
+
+class ElmForSequenceClassification(ElmPreTrainedModel):
     def __init__(self, config: ElmConfig):
         super().__init__(config)
         self.num_labels = config.num_labels
         self.elm = ElmModel(config)
-        p = config.classifier_dropout if config.classifier_dropout is not None else config.hidden_dropout_prob
-        self.classifier = _Holder(dense=nn.Linear(config.hidden_size, config.hidden_size), dropout=nn.Dropout(p),
-                                  out_proj=nn.Linear(config.hidden_size, config.num_labels))
+        self.classifier = ElmClassificationHead(config)
         self.post_init()
 
     def forward(self, input_ids, attention_mask=None, token_type_ids=None, labels=None, **kwargs):
         out = self.elm(input_ids, attention_mask, token_type_ids, **kwargs)
-        c = self.classifier
-        logits = c.out_proj(c.dropout(torch.tanh(c.dense(c.dropout(out.last_hidden_state[:, 0])))))
+        logits = self.classifier(out.last_hidden_state)
         loss = None
         if labels is not None:
             if self.num_labels == 1:  # regression (STS-B style)

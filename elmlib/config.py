@@ -1,0 +1,200 @@
+"""Settings of the ELM search (paper Algorithm 2 and Appendix A), by scale.
+
+``paper`` holds the paper's hyperparameters; ``small`` and ``smoke`` shrink data, steps and
+populations (big_vision's ``runlocal`` idea) so the whole pipeline runs on a laptop CPU. Any
+setting can be overridden one by one; errors name the key, the value and what is allowed.
+
+    cfg = resolve_config("smoke", task="boolq", overrides={"kd": "classical"})
+    cfg.pretrain_epochs, cfg.budget
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .space import SearchSpace
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    scale: str = "paper"
+    task: str = "boolq"
+    space: str = "small"                  # search-space preset (small / tiny / micro / smoke)
+    budget: float = 15.7e6                # parameter ceiling (encoder + embeddings)
+    seed: int = 0
+    teacher: str = "teacher"              # "teacher" = packaged all-MiniLM-L6-v2; or a folder / hub id
+    corpus: str = "offline"               # pretraining corpus source (elmlib.corpus)
+    max_length: int = 128
+    dropout: float = 0.1
+    # --- supernet and its ablations (Tables V-VIII) ---
+    candidates: str = "all"               # "all": 6 blocks per layer; "no_sharing": BERT + MobileBERT only
+    dynamic_ffn: bool = True              # PCA-guided growth; False: every FFN fixed at fixed_ffn_dim
+    fixed_ffn_dim: int = 0                # 0 = hidden size
+    growth_k: int = 21                    # blocks grown per epoch (paper: 21 of 72); /3 without sharing blocks
+    growth_limit: float = 0.0             # supernet parameter cap for growth; 0 = all FFNs at hidden size
+    growth_init: str = "zero"             # new units' outgoing weights: zero (function-preserving) / normal
+    pca_threshold: float = 0.99           # share of variance (W-PCA)
+    pca_batches: int = 8
+    kd: str = "relational"                # relational (Eqs. 4-5) or classical (Eqs. 1-3)
+    kd_logit_weight: float = 1.0
+    kd_attn_weight: float = 1.0
+    kd_hidden_weight: float = 1.0
+    mlm_weight: float = 1.0
+    ce_weight: float = 1.0
+    # --- stage 1: supernet pretraining ---
+    pretrain_epochs: int = 10
+    pretrain_steps: int = 0               # steps per epoch; 0 = one pass over the corpus
+    pretrain_batch_size: int = 256
+    pretrain_lr: float = 1e-4
+    # --- stage 2: supernet fine-tuning on the task's 90% split ---
+    finetune_epochs: int = 10
+    finetune_steps: int = 0
+    finetune_batch_size: int = 32
+    finetune_lr: float = 4e-4
+    train_limit: int = 0                  # rows of train90 used; 0 = all
+    # --- task teacher (fine-tuned from `teacher` on train90) ---
+    teacher_epochs: int = 3
+    teacher_lr: float = 5e-5
+    teacher_max_steps: int = 0
+    # --- stage 3: evolutionary search on the 10% search split ---
+    population: int = 50
+    generations: int = 40
+    crossover_prob: float = 1.0
+    mutation_prob: float = 0.1
+    parents: int = 10
+    search_limit: int = 0                 # rows of the search split scored; 0 = all
+    # --- stage 4: head search ---
+    head_search: bool = True
+    cka_eta: float = 0.9
+    cka_batches: int = 8
+    # --- stage 5: retraining of the found architecture ---
+    inherit_weights: bool = True
+    retrain_pretrain_epochs: int = 10
+    retrain_pretrain_steps: int = 0
+    retrain_finetune_epochs: int = 10
+    retrain_finetune_steps: int = 0
+    retrain_lr: float = 5e-5
+    dev_limit: int = 0                    # rows of dev evaluated; 0 = all
+    # --- mechanics ---
+    warmup_ratio: float = 0.1
+    weight_decay: float = 0.01
+    checkpoint_every: int = 200           # steps
+    eval_batch_size: int = 64
+    latency_repeats: int = 50
+    device: str = "auto"
+
+    def __post_init__(self):
+        choices = {"scale": tuple(SCALES), "candidates": ("all", "no_sharing"), "kd": ("relational", "classical"),
+                   "growth_init": ("zero", "normal"), "space": SearchSpace.presets()}
+        for key, allowed in choices.items():
+            if getattr(self, key) not in allowed:
+                raise ValueError(f"setting {key}={getattr(self, key)!r} is not allowed; expected one of {allowed}")
+        positive = ("max_length", "pretrain_epochs", "pretrain_batch_size", "finetune_epochs", "finetune_batch_size",
+                    "population", "generations", "parents", "pca_batches", "cka_batches", "checkpoint_every",
+                    "eval_batch_size", "latency_repeats", "teacher_epochs")
+        for key in positive:
+            if getattr(self, key) < 1:
+                raise ValueError(f"setting {key}={getattr(self, key)!r} is not allowed; expected >= 1")
+        for key in ("crossover_prob", "mutation_prob", "dropout", "warmup_ratio", "cka_eta", "pca_threshold"):
+            if not 0 <= getattr(self, key) <= 1:
+                raise ValueError(f"setting {key}={getattr(self, key)!r} is not allowed; expected a value in [0, 1]")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def digest(self) -> str:
+        """Hash of every setting: a run folder belongs to exactly one config."""
+        return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:16]
+
+    def search_space(self) -> SearchSpace:
+        space = SearchSpace.preset(self.space)
+        if not self.dynamic_ffn:
+            fixed = self.fixed_ffn_dim or space.hidden_size
+            space = SearchSpace.preset(self.space, ffn_init=fixed)
+        return space
+
+
+SCALES: dict[str, dict[str, Any]] = {
+    "paper": {},
+    # ~1 hour on 2 CPU cores (minutes on one GPU): the real spaces, short schedules, subsets.
+    "small": dict(space="small", pretrain_epochs=4, pretrain_steps=150, pretrain_batch_size=32, max_length=128,
+                  finetune_epochs=2, finetune_steps=100, finetune_batch_size=32, train_limit=4000,
+                  teacher_epochs=1, teacher_max_steps=300, population=20, generations=8, parents=5,
+                  search_limit=256, pca_batches=4, cka_batches=4, retrain_pretrain_epochs=2,
+                  retrain_pretrain_steps=150, retrain_finetune_epochs=2, retrain_finetune_steps=100,
+                  dev_limit=1000, checkpoint_every=50, latency_repeats=20, growth_k=21),
+    # ~3 minutes on 2 CPU cores: the whole pipeline at toy widths.
+    "smoke": dict(space="smoke", budget=1.05e6, max_length=64, pretrain_epochs=2, pretrain_steps=12,
+                  pretrain_batch_size=16, finetune_epochs=1, finetune_steps=12, finetune_batch_size=16,
+                  train_limit=256, teacher_epochs=1, teacher_max_steps=16, population=8, generations=3, parents=3,
+                  search_limit=64, pca_batches=2, cka_batches=2, retrain_pretrain_epochs=1,
+                  retrain_pretrain_steps=12, retrain_finetune_epochs=1, retrain_finetune_steps=12, dev_limit=128,
+                  checkpoint_every=5, latency_repeats=5, growth_k=4, eval_batch_size=32),
+}
+
+_BUDGET_SPACE = ((5.5e6, "micro"), (11e6, "tiny"))  # budgets up to these use these spaces
+
+
+def parse_budget(value: str | float | int) -> float:
+    """'15.7M', '500K', '5e6' or a number -> parameters."""
+    if isinstance(value, (int, float)):
+        return float(value)
+    text = str(value).strip().upper()
+    scale = {"K": 1e3, "M": 1e6, "B": 1e9}.get(text[-1:], 1.0)
+    try:
+        return float(text[:-1] if scale != 1.0 else text) * scale
+    except ValueError:
+        raise ValueError(f"budget={value!r} is not allowed; expected a number of parameters like 15.7M or 5e6")
+
+
+def _coerce(key: str, value: Any, default: Any) -> Any:
+    if isinstance(default, bool):
+        if isinstance(value, str):
+            if value.lower() in ("1", "true", "yes", "on"):
+                return True
+            if value.lower() in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(f"setting {key}={value!r} is not allowed; expected true or false")
+        return bool(value)
+    try:
+        return type(default)(parse_budget(value) if key == "budget" else value)
+    except (TypeError, ValueError):
+        raise ValueError(f"setting {key}={value!r} is not allowed; expected a {type(default).__name__}") from None
+
+
+def resolve_config(scale: str = "smoke", task: str | None = None, budget: str | float | None = None,
+                   overrides: dict | None = None, config_file: str | Path | None = None) -> SearchConfig:
+    """Scale preset, then a JSON config file, then explicit overrides (later wins)."""
+    if scale not in SCALES:
+        raise ValueError(f"scale={scale!r} is not allowed; expected one of {tuple(SCALES)}")
+    values: dict[str, Any] = {"scale": scale, **SCALES[scale]}
+    if config_file:
+        values.update(json.loads(Path(config_file).read_text()))
+    values.update(overrides or {})
+    if task is not None:
+        values["task"] = task
+    if budget is not None:
+        values["budget"] = budget
+        if scale != "smoke" and "space" not in (overrides or {}):  # the paper's space for the budget
+            b = parse_budget(budget)
+            values["space"] = next((name for limit, name in _BUDGET_SPACE if b <= limit), "small")
+    defaults = {f.name: f.default for f in dataclasses.fields(SearchConfig)}
+    unknown = sorted(set(values) - set(defaults))
+    if unknown:
+        raise ValueError(f"unknown setting(s) {unknown}; allowed: {sorted(defaults)}")
+    return SearchConfig(**{k: _coerce(k, v, defaults[k]) for k, v in values.items()})
+
+
+def parse_sets(pairs: list[str]) -> dict[str, str]:
+    """['a=1', 'b=x'] -> {'a': '1', 'b': 'x'}."""
+    out = {}
+    for pair in pairs or []:
+        if "=" not in pair:
+            raise ValueError(f"--set {pair!r} is not allowed; expected key=value")
+        key, value = pair.split("=", 1)
+        out[key.strip()] = value.strip()
+    return out

@@ -1,0 +1,189 @@
+"""Resumable training loops with checkpoints, step logs and progress bars (paper Appendix A:
+Adam(0.9, 0.999), weight decay 0.01, linear decay with 10% warm-up).
+
+One loop serves every stage (supernet pretraining and fine-tuning, retraining): the caller gives a
+step function and per-epoch batches; the loop owns the optimizer schedule, checkpoints (modules,
+optimizer, scheduler, RNG states, position, caller state such as grown FFN sizes), the JSON-lines
+step log and resumption. Killing the process at any moment and rerunning resumes from the last
+checkpoint and ends, on CPU, with the same result as an uninterrupted run.
+
+    loop = TrainLoop("stage1", run_dir, modules={"net": net}, optimizer=opt, epochs=2, steps_per_epoch=100,
+                     checkpoint_every=50, config_digest=cfg.digest())
+    loop.run(batches_for_epoch, step_fn, end_of_epoch=grow)
+"""
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import random
+import time
+from pathlib import Path
+from typing import Callable, Iterable, Iterator
+
+import torch
+from torch import nn
+
+from .files import atomic_write
+
+CHECKPOINT_FORMAT = "elmlib-checkpoint-v1"
+
+
+class Interrupted(KeyboardInterrupt):
+    """Raised by the ``ELMLIB_INTERRUPT_AT=<loop>:<step>`` test hook: a simulated kill."""
+
+
+def adamw(modules: Iterable[nn.Module], lr: float, weight_decay: float) -> torch.optim.AdamW:
+    """AdamW(0.9, 0.999); biases and norm weights get no weight decay (BERT practice)."""
+    decay, no_decay, seen = [], [], set()
+    for module in modules:
+        for name, p in module.named_parameters():
+            if id(p) in seen or not p.requires_grad:
+                continue
+            seen.add(id(p))
+            (no_decay if p.dim() < 2 else decay).append(p)
+    return torch.optim.AdamW([{"params": decay, "weight_decay": weight_decay},
+                              {"params": no_decay, "weight_decay": 0.0}], lr=lr, betas=(0.9, 0.999))
+
+
+def linear_warmup_decay(optimizer, total_steps: int, warmup_ratio: float) -> torch.optim.lr_scheduler.LambdaLR:
+    warmup = max(1, int(total_steps * warmup_ratio))
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        return max(0.0, (total_steps - step) / max(1, total_steps - warmup))
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def save_checkpoint(path: Path, state: dict) -> None:
+    with atomic_write(path, "wb") as f:
+        torch.save({"format": CHECKPOINT_FORMAT, **state}, f)
+
+
+def load_checkpoint(path: Path, config_digest: str) -> dict:
+    """Load a checkpoint of this run; a corrupt or foreign file fails with a clear message."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as err:  # torch raises several types for damaged files
+        raise ValueError(f"checkpoint {path} is corrupt ({type(err).__name__}: {err}); delete it to restart "
+                         "this stage") from err
+    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+        raise ValueError(f"checkpoint {path} is not an elmlib checkpoint; delete it to restart this stage")
+    if state.get("config_digest") != config_digest:
+        raise ValueError(f"checkpoint {path} belongs to another config ({state.get('config_digest')} != "
+                         f"{config_digest}); use another run folder or --overwrite")
+    return state
+
+
+def path_rng(seed: int, step: int) -> random.Random:
+    """The path sampler of one step, derived from (seed, step): every rank and every resume agrees."""
+    return random.Random(seed * 1_000_003 + step)
+
+
+class TrainLoop:
+    def __init__(self, name: str, run_dir: str | Path, *, modules: dict[str, nn.Module], optimizer,
+                 epochs: int, steps_per_epoch: int, warmup_ratio: float = 0.1, checkpoint_every: int = 200,
+                 config_digest: str = "", is_main: bool = True, progress: bool = True):
+        if steps_per_epoch < 1:
+            raise ValueError(f"{name}: steps_per_epoch={steps_per_epoch} is not allowed; expected >= 1 "
+                             "(is the training split empty?)")
+        self.name, self.dir = name, Path(run_dir)
+        self.modules, self.optimizer = modules, optimizer
+        self.epochs, self.steps_per_epoch = epochs, steps_per_epoch
+        self.total_steps = epochs * steps_per_epoch
+        self.scheduler = linear_warmup_decay(optimizer, self.total_steps, warmup_ratio)
+        self.checkpoint_every, self.digest = checkpoint_every, config_digest
+        self.is_main, self.progress = is_main, progress
+        self.step = 0  # global steps done
+        self.extra: dict = {}  # caller state saved with the checkpoint (e.g. grown FFN sizes)
+        self.ckpt_path = self.dir / f"{name}.ckpt"
+        self.log_path = self.dir / f"{name}.log.jsonl"
+
+    # --- checkpoints -----------------------------------------------------------------------------
+    def save(self) -> None:
+        if not self.is_main:
+            return
+        save_checkpoint(self.ckpt_path, {
+            "config_digest": self.digest, "step": self.step, "extra": self.extra,
+            "modules": {k: m.state_dict() for k, m in self.modules.items()},
+            "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+            "torch_rng": torch.get_rng_state(), "python_rng": random.getstate(),
+            "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+        })
+
+    def resume(self, before_load: Callable[[dict], None] | None = None) -> bool:
+        """Restore the last checkpoint if there is one; ``before_load(extra)`` may resize modules first."""
+        if not self.ckpt_path.exists():
+            return False
+        state = load_checkpoint(self.ckpt_path, self.digest)
+        self.extra = state["extra"]
+        if before_load:
+            before_load(self.extra)
+        for key, module in self.modules.items():
+            module.load_state_dict(state["modules"][key])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        torch.set_rng_state(state["torch_rng"])
+        random.setstate(state["python_rng"])
+        if state["cuda_rng"] is not None and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["cuda_rng"])
+        self.step = state["step"]
+        self._truncate_log()
+        return True
+
+    def _truncate_log(self) -> None:
+        """Drop log lines of steps after the checkpoint: the resumed run writes them again."""
+        if not self.is_main or not self.log_path.exists():
+            return
+        keep = [line for line in self.log_path.read_text().splitlines()
+                if line.strip() and json.loads(line).get("step", 0) <= self.step]
+        with atomic_write(self.log_path) as f:
+            f.write("".join(line + "\n" for line in keep))
+
+    # --- the loop --------------------------------------------------------------------------------
+    def run(self, batches_for_epoch: Callable[[int], Iterator], step_fn: Callable[[object, int], dict],
+            end_of_epoch: Callable[[int], None] | None = None) -> None:
+        interrupt = os.environ.get("ELMLIB_INTERRUPT_AT", "")
+        stop_at = int(interrupt.split(":")[1]) if interrupt.startswith(self.name + ":") else None
+        bar = None
+        if self.progress and self.is_main:
+            from tqdm.auto import tqdm
+            bar = tqdm(total=self.total_steps, initial=self.step, desc=self.name, dynamic_ncols=True, leave=False)
+        log = open(self.log_path, "a") if self.is_main else None
+        try:
+            while self.step < self.total_steps:
+                epoch, offset = divmod(self.step, self.steps_per_epoch)
+                batches = itertools.islice(batches_for_epoch(epoch), offset, self.steps_per_epoch)
+                for batch in batches:
+                    start = time.perf_counter()
+                    metrics = step_fn(batch, self.step)
+                    self.optimizer.step()
+                    self.scheduler.step()
+                    self.optimizer.zero_grad(set_to_none=True)
+                    self.step += 1
+                    record = {"step": self.step, "epoch": epoch, "lr": self.scheduler.get_last_lr()[0],
+                              "seconds": time.perf_counter() - start,
+                              **{k: float(v) for k, v in metrics.items()}}
+                    if log:
+                        log.write(json.dumps(record) + "\n")
+                        log.flush()
+                    if bar:
+                        bar.update(1)
+                        bar.set_postfix({k: f"{v:.3g}" for k, v in record.items()
+                                         if k not in ("step", "epoch", "lr", "seconds")})
+                    if stop_at is not None and self.step == stop_at:
+                        raise Interrupted(f"{self.name}: simulated kill after step {self.step}")
+                    epoch_done = self.step % self.steps_per_epoch == 0
+                    if epoch_done and end_of_epoch:
+                        end_of_epoch(epoch)
+                    if epoch_done or self.step % self.checkpoint_every == 0:
+                        self.save()
+                if self.step % self.steps_per_epoch:  # the batches ran out before the epoch's steps
+                    raise ValueError(f"{self.name}: epoch {epoch} yielded fewer than {self.steps_per_epoch} "
+                                     "batches; lower the steps per epoch or use more data")
+        finally:
+            if log:
+                log.close()
+            if bar:
+                bar.close()
