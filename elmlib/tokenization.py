@@ -64,6 +64,19 @@ def load_tokenizer(name: str = "teacher"):
     return from_hub(AutoTokenizer.from_pretrained, name, "tokenizer", "teacher")
 
 
+def raw_backend(tokenizer):
+    """A copy of the Rust tokenizer with padding and truncation off.
+
+    The packaged MiniLM tokenizer.json pads and truncates to 128 by default; ``tokenizer(...)``
+    overrides that per call, but direct ``encode_batch`` on documents would silently cut them."""
+    from tokenizers import Tokenizer
+
+    backend = Tokenizer.from_str(tokenizer.backend_tokenizer.to_str())
+    backend.no_padding()
+    backend.no_truncation()
+    return backend
+
+
 # --------------------------------------------------------------------------- GPT-2 BPE from ranks
 
 def _byte_to_unicode() -> dict[int, str]:
@@ -129,7 +142,8 @@ def _publish_dir(tmp: Path, final: Path) -> None:
 
 def tokenizer_fingerprint(tokenizer) -> str:
     """Hash of the whole tokenizer definition (vocab, normaliser, special tokens), not just its name."""
-    backend = getattr(tokenizer, "backend_tokenizer", None)
+    # Padding/truncation are per-call state (a call with max_length rewrites them), so they are left out.
+    backend = raw_backend(tokenizer) if getattr(tokenizer, "backend_tokenizer", None) is not None else None
     spec = backend.to_str() if backend is not None else json.dumps(tokenizer.get_vocab(), sort_keys=True)
     return hashlib.sha256((type(tokenizer).__name__ + spec).encode()).hexdigest()[:12]
 
