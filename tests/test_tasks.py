@@ -128,3 +128,12 @@ def test_cli_list_and_show(capsys):
     assert main(["data", "show", "trec"]) == 0
     out = capsys.readouterr().out
     assert "4304 rows" in out and "ABBR" in out
+
+
+def test_cli_prepare_caches_a_task(tmp_path, monkeypatch, capsys):
+    from elmlib.__main__ import main
+
+    monkeypatch.setenv("ELMLIB_CACHE", str(tmp_path))
+    assert main(["data", "prepare", "--tasks", "trec", "--no-corpus", "--max-length", "32"]) == 0
+    assert "trec/dev: 1077 rows" in capsys.readouterr().out
+    assert len(list((tmp_path / "tokenized").iterdir())) == 4
