@@ -421,6 +421,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    import sys
+
+    try:
+        return _main(args)
+    except (UnknownTask, HubUnavailable, FileNotFoundError, ValueError) as err:  # user errors: message, no traceback
+        print(f"error: {err.args[0] if isinstance(err, KeyError) else err}", file=sys.stderr)
+        return 2
+
+
+def _main(args: argparse.Namespace) -> int:
     import time
 
     if args.action == "list":
