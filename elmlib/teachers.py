@@ -1,0 +1,172 @@
+"""Teachers for knowledge distillation: the pretrained encoder and per-task fine-tuned copies.
+
+ELM distils the supernet from a BERT teacher's hidden states and attention maps, and fine-tunes
+with a task teacher (paper, "Training settings": Adam(0.9, 0.999), weight decay 0.01, linear decay
+with 10% warm-up, lr 5e-5 for GLUE). Offline the teacher is the packaged all-MiniLM-L6-v2 (BERT,
+6 layers, hidden 384, no MLM head); at the ``paper`` scale pass ``bert-base-uncased``.
+
+    from elmlib.teachers import load_teacher, finetune_teacher
+    encoder = load_teacher()                                   # outputs hidden states + attentions
+    model, metrics = finetune_teacher("boolq", epochs=3)       # cached; dev metrics -> results/teachers.csv
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from elmlib.files import cache_dir, results_dir, write_result
+from elmlib.tasks import compute_metrics, get_task
+from elmlib.tokenization import _publish_dir, from_hub, load_tokenizer, task_dataloader, teacher_dir, tokenize_task
+
+
+def _resolve(name_or_path: str) -> str:
+    if name_or_path == "teacher":
+        return str(teacher_dir())
+    return name_or_path
+
+
+def load_teacher(name_or_path: str = "teacher", output_hidden_states: bool = True, output_attentions: bool = True):
+    """A BERT-family encoder (folder or hub id) in eval mode that returns all hidden states and
+    attention maps (eager attention: fused kernels do not return the maps)."""
+    from transformers import AutoModel
+
+    path = _resolve(name_or_path)
+    kwargs = dict(output_hidden_states=output_hidden_states, output_attentions=output_attentions,
+                  attn_implementation="eager")
+    if Path(path).is_dir():
+        model = AutoModel.from_pretrained(path, local_files_only=True, **kwargs)
+    else:
+        model = from_hub(lambda n: AutoModel.from_pretrained(n, **kwargs), path, "teacher model", "teacher")
+    return model.eval()
+
+
+def _settings_key(teacher: str, task: str, settings: dict) -> str:
+    blob = json.dumps({"teacher": teacher, "task": task, **settings}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+def _predict(model, loader) -> tuple[torch.Tensor, torch.Tensor]:
+    model.eval()
+    logits, labels = [], []
+    with torch.no_grad():
+        for batch in loader:
+            labels.append(batch.pop("labels"))
+            logits.append(model(**batch).logits)
+    return torch.cat(logits), torch.cat(labels)
+
+
+def _train(model, loader, *, epochs: int, lr: float, weight_decay: float, warmup_ratio: float,
+           max_steps: int | None) -> int:
+    """Plain AdamW + linear warm-up/decay loop; returns the number of optimiser steps taken."""
+    total = epochs * len(loader) if max_steps is None else min(max_steps, epochs * len(loader))
+    warmup = int(warmup_ratio * total)
+    no_decay = ("bias", "LayerNorm.weight")  # BERT's convention: no decay on biases and LayerNorm
+    groups = [
+        {"params": [p for n, p in model.named_parameters() if not n.endswith(no_decay)], "weight_decay": weight_decay},
+        {"params": [p for n, p in model.named_parameters() if n.endswith(no_decay)], "weight_decay": 0.0},
+    ]
+    optimizer = torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.999), foreach=True)  # multi-tensor: faster on CPU
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: (s + 1) / max(1, warmup) if s < warmup else max(0.0, (total - s) / max(1, total - warmup)))
+    model.train()
+    step = 0
+    for _ in range(epochs):
+        for batch in loader:
+            if step >= total:
+                return step
+            loss = model(**batch).loss
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            optimizer.step()
+            schedule.step()
+            optimizer.zero_grad(set_to_none=True)
+            step += 1
+    return step
+
+
+def finetune_teacher(task: str, teacher: str = "teacher", *, epochs: int = 3, lr: float = 5e-5, batch_size: int = 32,
+                     max_length: int = 128, max_steps: int | None = None, warmup_ratio: float = 0.1,
+                     weight_decay: float = 0.01, seed: int = 0, train_limit: int | None = None,
+                     eval_limit: int | None = None, force: bool = False):
+    """Fine-tune ``teacher`` on the task's train90 split; return (model, dev metrics).
+
+    Cached under ``cache_dir()/teachers`` keyed by teacher, task and every setting; a cache hit
+    loads the model and its metrics without training. Dev metrics are (re)recorded in
+    ``results/teachers.csv``. Randomness (head init, dropout, shuffling) is seeded inside a forked
+    RNG, so the caller's global RNG is untouched; CPU runs repeat exactly, GPU kernels may not."""
+    from transformers import AutoModelForSequenceClassification
+
+    spec = get_task(task)
+    if spec.num_labels < 1:
+        raise ValueError(f"task {task!r} is extractive QA; finetune_teacher handles classification/regression")
+    if epochs < 1 or (max_steps is not None and max_steps < 1):
+        raise ValueError(f"epochs={epochs}, max_steps={max_steps}; both must be >= 1")
+    settings = dict(epochs=epochs, lr=lr, batch_size=batch_size, max_length=max_length, max_steps=max_steps,
+                    warmup_ratio=warmup_ratio, weight_decay=weight_decay, seed=seed, train_limit=train_limit,
+                    eval_limit=eval_limit)
+    key = _settings_key(teacher, task, settings)
+    path = cache_dir() / "teachers" / f"{task}-{key}"
+    if path.exists() and not force:
+        model = AutoModelForSequenceClassification.from_pretrained(path, local_files_only=True)
+        return model.eval(), json.loads((path / "metrics.json").read_text())["metrics"]
+
+    t0 = time.perf_counter()
+    tokenizer = load_tokenizer("teacher" if teacher == "teacher" else teacher)
+    train = tokenize_task(task, "train90", tokenizer, max_length)
+    dev = tokenize_task(task, "dev", tokenizer, max_length)
+    if train_limit:  # a seeded subset (tests, smoke runs)
+        g = torch.Generator().manual_seed(seed)
+        train = train.select(torch.randperm(len(train), generator=g)[:train_limit].tolist())
+    if eval_limit:
+        dev = dev.select(range(min(eval_limit, len(dev))))
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        load = lambda name: AutoModelForSequenceClassification.from_pretrained(  # noqa: E731
+            name, num_labels=spec.num_labels, local_files_only=Path(name).is_dir(),
+            problem_type="regression" if spec.is_regression else "single_label_classification")
+        source = _resolve(teacher)
+        model = load(source) if Path(source).is_dir() else from_hub(load, source, "teacher model", "teacher")
+        steps = _train(model, task_dataloader(train, tokenizer, batch_size, shuffle=True, seed=seed), epochs=epochs,
+                       lr=lr, weight_decay=weight_decay, warmup_ratio=warmup_ratio, max_steps=max_steps)
+        logits, labels = _predict(model, task_dataloader(dev, tokenizer, 2 * batch_size))  # DataLoader draws a seed
+    metrics = compute_metrics(spec, logits.numpy(), labels.numpy())
+    wall = time.perf_counter() - t0
+    if any(math.isnan(v) for v in metrics.values()):
+        raise RuntimeError(f"{task}: dev metrics {metrics} contain NaN (constant predictions on a tiny dev subset?)")
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    model.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    (tmp / "metrics.json").write_text(json.dumps({"metrics": metrics, "settings": settings, "teacher": teacher,
+                                                  "task": task, "steps": steps, "n_train": len(train),
+                                                  "n_dev": len(dev), "wall_time_s": wall}, indent=2))
+    if force and path.exists():
+        shutil.rmtree(path)
+    _publish_dir(tmp, path)
+    record_teacher_metrics(task, teacher, metrics, n_dev=len(dev), steps=steps, key=key, settings=settings, wall_time_s=wall)
+    return model.eval(), metrics
+
+
+def record_teacher_metrics(task: str, teacher: str, metrics: dict, *, n_dev: int, steps: int, key: str,
+                           settings: dict, wall_time_s: float) -> Path:
+    """Upsert one row per (teacher, task, metric) in results/teachers.csv; other rows are kept."""
+    import pandas as pd
+
+    path = results_dir() / "teachers.csv"
+    old = pd.read_csv(path) if path.exists() else pd.DataFrame()
+    new = pd.DataFrame([{"teacher": teacher, "task": task, "metric": m, "value": v, "split": "dev", "n_dev": n_dev,
+                         "steps": steps, "cache_key": key, **settings, "wall_time_s": round(wall_time_s, 2)}
+                        for m, v in metrics.items()])
+    if len(old):
+        old = old[~((old["teacher"] == teacher) & (old["task"] == task) & old["metric"].isin(list(metrics)))]
+    table = pd.concat([old, new], ignore_index=True).sort_values(["teacher", "task", "metric"])
+    return write_result(table, path, config={"last_written": {"teacher": teacher, "task": task, **settings}},
+                        seed=settings.get("seed"), wall_time_s=wall_time_s)

@@ -1,0 +1,49 @@
+"""Teacher loading (hidden states + attention maps for KD) and cached per-task fine-tuning."""
+import pandas as pd
+import pytest
+import torch
+
+from elmlib import teachers
+from elmlib.tasks import HubUnavailable
+from elmlib.tokenization import load_tokenizer
+
+
+def test_teacher_outputs_hidden_states_and_attentions():
+    model = teachers.load_teacher()
+    tok = load_tokenizer("teacher")
+    batch = tok(["a short sentence", "and another, longer one here"], padding=True, return_tensors="pt")
+    with torch.no_grad():
+        out = model(**batch)
+    n, length = batch["input_ids"].shape
+    assert model.config.num_hidden_layers == 6 and model.config.hidden_size == 384
+    assert len(out.hidden_states) == 7 and out.hidden_states[-1].shape == (n, length, 384)
+    assert len(out.attentions) == 6 and out.attentions[0].shape == (n, 12, length, length)
+    assert torch.allclose(out.attentions[0].sum(-1), torch.ones(n, 12, length), atol=1e-5)
+
+
+def test_hub_teacher_fails_fast_offline():
+    with pytest.raises(HubUnavailable, match="'teacher'"):
+        teachers.load_teacher("bert-base-uncased")
+
+
+def test_finetune_few_steps_caches_and_records(tmp_path, monkeypatch):
+    monkeypatch.setenv("ELMLIB_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("ELMLIB_RESULTS", str(tmp_path / "results"))
+    csv = tmp_path / "results" / "teachers.csv"
+    csv.parent.mkdir()
+    pd.DataFrame([{"teacher": "teacher", "task": "boolq", "metric": "accuracy", "value": 0.7}]).to_csv(csv, index=False)
+    state = torch.random.get_rng_state()
+    kwargs = dict(epochs=1, max_steps=2, batch_size=4, max_length=32, train_limit=16, eval_limit=64, seed=0)
+    model, metrics = teachers.finetune_teacher("trec", **kwargs)
+    assert torch.equal(state, torch.random.get_rng_state())  # the caller's RNG is untouched
+    assert set(metrics) == {"accuracy"} and 0.0 <= metrics["accuracy"] <= 1.0
+    assert model.config.num_labels == 6
+    table = pd.read_csv(csv)
+    assert set(zip(table["task"], table["metric"])) == {("boolq", "accuracy"), ("trec", "accuracy")}
+    row = table[table["task"] == "trec"].iloc[0]
+    assert row["steps"] == 2 and row["n_dev"] == 64 and row["value"] == pytest.approx(metrics["accuracy"])
+    assert (csv.parent / "teachers.provenance.json").exists()
+    assert len(list((tmp_path / "cache" / "teachers").iterdir())) == 1
+    monkeypatch.setattr(teachers, "_train", lambda *a, **k: pytest.fail("trained again despite the cache"))
+    _, again = teachers.finetune_teacher("trec", **kwargs)
+    assert again == metrics
