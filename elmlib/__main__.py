@@ -11,6 +11,7 @@ import sys
 
 COMMANDS = {
     "demo": ("elmlib.demo", "short supernet demo: SPOS training steps, extraction, export"),
+    "search": ("elmlib.search", "the ELM search end to end (Algorithm 2), resumable"),
     "proxy": ("elmlib.proxies", "score architectures with zero-cost proxies (FlexiBERT benchmark)"),
     "data": ("elmlib.tasks", "list, inspect and prepare the task registry and corpora"),
 }

@@ -111,3 +111,28 @@ def block_similarity(features: list[torch.Tensor], mask: torch.Tensor | None = N
     (Figs. 3b and 6): ``features[k]`` is block k's output (B, N, C); returns a (K, K) matrix."""
     rows = torch.stack([torch.nn.functional.normalize(_rows(f.detach().float(), mask), dim=-1) for f in features])
     return torch.einsum("ind,jnd->ij", rows, rows) / rows.shape[1]
+
+
+@torch.no_grad()
+def latency_ms(model: torch.nn.Module, device: torch.device | str = "cpu", seq_len: int = 128, repeats: int = 50,
+               warmup: int = 5) -> float:
+    """Median latency of batch 1 at ``seq_len`` tokens after warm-up, in ms (the same procedure for
+    every model of every table; CUDA timings are synchronised)."""
+    import time
+
+    device = torch.device(device)
+    was_training = model.training
+    model.eval()
+    ids = torch.randint(1000, 2000, (1, seq_len), generator=torch.Generator().manual_seed(0)).to(device)
+    times = []
+    for i in range(warmup + repeats):
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        start = time.perf_counter()
+        model(ids)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        if i >= warmup:
+            times.append(time.perf_counter() - start)
+    model.train(was_training)
+    return float(torch.tensor(times).median()) * 1000

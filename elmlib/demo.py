@@ -25,7 +25,7 @@ from .space import Architecture, SearchSpace
 from .supernet import Supernet
 
 SCALES = {  # steps, batch size, sequence length, paths scored, held-out batches
-    "smoke": dict(preset="smoke", steps=150, batch_size=16, max_length=64, paths=8, eval_batches=8),
+    "smoke": dict(preset="smoke", steps=300, batch_size=16, max_length=64, paths=8, eval_batches=8),
     "small": dict(preset="small", steps=2000, batch_size=32, max_length=128, paths=32, eval_batches=32),
 }
 
@@ -39,8 +39,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def mlm_loss(net: Supernet, batch: dict, arch) -> torch.Tensor:
     hidden = net(batch["input_ids"], attention_mask=batch["attention_mask"], arch=arch).last_hidden_state
-    logits = net.mlm_logits(hidden)
-    return F.cross_entropy(logits.flatten(0, 1), batch["labels"].flatten(), ignore_index=-100)
+    masked = batch["labels"] != -100  # decode only the masked positions: the vocab projection dominates
+    return F.cross_entropy(net.mlm_logits(hidden[masked]), batch["labels"][masked])
 
 
 def run(scale: str = "smoke", seed: int = 0, steps: int | None = None, run_dir: str | None = None) -> pd.DataFrame:

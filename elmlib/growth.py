@@ -39,7 +39,10 @@ def _resize_(param: nn.Parameter, new_data: torch.Tensor, dim: int, optimizer: t
 
 def grow_ffn(block: nn.Module, new_dim: int, *, init: str = "zero", std: float = 0.02,
              generator: torch.Generator | None = None, optimizer: torch.optim.Optimizer | None = None) -> None:
-    """Enlarge every FFN of ``block`` (BERT or MobileBERT, stacked FFNs too) to ``new_dim`` units."""
+    """Enlarge every FFN of ``block`` (BERT or MobileBERT, stacked FFNs too) to ``new_dim`` units.
+
+    Call it between steps, when no autograd graph that used the block is alive (drop loss tensors
+    first): a live graph keeps the parameters' gradient accumulators with their old shapes."""
     if init not in GROWTH_INITS:
         raise ValueError(f"init={init!r} is not allowed; expected one of {GROWTH_INITS}")
     for inter, out in block.ffn_layers:

@@ -104,7 +104,7 @@ _PRESETS: dict[str, dict] = {
                   ffn_max=384, budget=5e6),
     # Tiny widths for tests and CPU demos; the real 30,522-token WordPiece vocabulary.
     "smoke": dict(num_layers=4, hidden_size=64, inner_size=16, num_heads=4, ffn_min=16, ffn_step=16,
-                  ffn_max=128, embedding_size=32, max_position_embeddings=128, budget=1.25e6),
+                  ffn_max=128, embedding_size=32, max_position_embeddings=128, budget=1.05e6),
 }
 
 

@@ -84,7 +84,7 @@ def path_rng(seed: int, step: int) -> random.Random:
 class TrainLoop:
     def __init__(self, name: str, run_dir: str | Path, *, modules: dict[str, nn.Module], optimizer,
                  epochs: int, steps_per_epoch: int, warmup_ratio: float = 0.1, checkpoint_every: int = 200,
-                 config_digest: str = "", is_main: bool = True, progress: bool = True):
+                 config_digest: str = "", is_main: bool = True, progress: bool = True, seed: int = 0):
         if steps_per_epoch < 1:
             raise ValueError(f"{name}: steps_per_epoch={steps_per_epoch} is not allowed; expected >= 1 "
                              "(is the training split empty?)")
@@ -94,7 +94,7 @@ class TrainLoop:
         self.total_steps = epochs * steps_per_epoch
         self.scheduler = linear_warmup_decay(optimizer, self.total_steps, warmup_ratio)
         self.checkpoint_every, self.digest = checkpoint_every, config_digest
-        self.is_main, self.progress = is_main, progress
+        self.is_main, self.progress, self.seed = is_main, progress, seed
         self.step = 0  # global steps done
         self.extra: dict = {}  # caller state saved with the checkpoint (e.g. grown FFN sizes)
         self.ckpt_path = self.dir / f"{name}.ckpt"
@@ -113,8 +113,15 @@ class TrainLoop:
         })
 
     def resume(self, before_load: Callable[[dict], None] | None = None) -> bool:
-        """Restore the last checkpoint if there is one; ``before_load(extra)`` may resize modules first."""
+        """Restore the last checkpoint if there is one; ``before_load(extra)`` may resize modules first.
+
+        Without one, the global RNGs (dropout) are seeded from (seed, loop name), so a loop's result
+        does not depend on what ran before it in the process (e.g. a cache hit or a miss)."""
         if not self.ckpt_path.exists():
+            derived = self.seed * 1_000_003 + sum(map(ord, self.name))
+            torch.manual_seed(derived)
+            random.seed(derived)
+            self.log_path.unlink(missing_ok=True)  # a fresh start: no lines from an earlier attempt
             return False
         state = load_checkpoint(self.ckpt_path, self.digest)
         self.extra = state["extra"]
@@ -157,14 +164,17 @@ class TrainLoop:
                 batches = itertools.islice(batches_for_epoch(epoch), offset, self.steps_per_epoch)
                 for batch in batches:
                     start = time.perf_counter()
-                    metrics = step_fn(batch, self.step)
+                    # Floats at once: holding loss tensors would keep the step's autograd graph (and
+                    # its cached grad accumulators) alive into FFN growth, which resizes parameters.
+                    metrics = {k: float(v.detach() if torch.is_tensor(v) else v)
+                               for k, v in step_fn(batch, self.step).items()}
                     self.optimizer.step()
                     self.scheduler.step()
                     self.optimizer.zero_grad(set_to_none=True)
                     self.step += 1
                     record = {"step": self.step, "epoch": epoch, "lr": self.scheduler.get_last_lr()[0],
                               "seconds": time.perf_counter() - start,
-                              **{k: float(v) for k, v in metrics.items()}}
+                              **metrics}
                     if log:
                         log.write(json.dumps(record) + "\n")
                         log.flush()

@@ -1,0 +1,629 @@
+"""The ELM search end to end (paper Algorithm 2), resumable, one stage after another.
+
+    python -m elmlib search --scale smoke --task boolq --run-dir runs/boolq-smoke
+    run_search(resolve_config("smoke", task="boolq"), "runs/boolq-smoke")      # what notebooks call
+
+Stages, each writing into the run folder and skipped once its ``<stage>.done.json`` exists:
+1. ``pretrain``: supernet masked-LM pretraining with KD from the teacher, one uniformly sampled path
+   per step; after every epoch the PCA score of every block's FFN activations and growth of the
+   top-K blocks by one FFN step within the parameter cap -> pca_scores.csv, growth.csv,
+   block_similarity.csv (Figs. 2, 3b, 6).
+2. ``finetune``: supernet fine-tuning on the task's 90% split with KD from the task teacher.
+3. ``search``: evolutionary search scoring paths on the 10% search split under the budget ->
+   search_history.csv, pareto_front.csv, arch_searched.json.
+4. ``heads``: linear CKA between the heads of every layer of the found architecture, Algorithm 1
+   -> cka.csv and the final arch.json.
+5. ``retrain``: the found architecture as a standalone model: pretraining with KD, fine-tuning with
+   KD, dev evaluation -> final_metrics.csv (with latency) and model/ (save_pretrained).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .analysis import MinibatchCKA, PCAAccumulator, block_similarity, head_number, latency_ms
+from .config import SearchConfig, parse_sets, resolve_config
+from .evolution import EvolutionarySearch, EvolutionSettings
+from .files import project_root, write_csv, write_json, write_result
+from .growth import grow_ffn
+from .losses import DistillationLoss
+from .modeling_elm import ElmClassificationHead, ElmForMaskedLM, ElmForSequenceClassification, sdpa_mask
+from .space import CANDIDATES, Architecture, LayerChoice, SearchSpace
+from .supernet import Supernet, candidate_key, init_weights
+from .training import TrainLoop, adamw, path_rng
+
+STAGES = ("pretrain", "finetune", "search", "heads", "retrain")
+
+
+# --------------------------------------------------------------------------- small helpers
+
+def device_for(cfg: SearchConfig) -> torch.device:
+    if cfg.device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(cfg.device)
+
+
+def to_device(batch: dict, device: torch.device) -> dict:
+    return {k: v.to(device) for k, v in batch.items()}
+
+
+def candidates_of(cfg: SearchConfig) -> tuple[tuple[str, str], ...]:
+    return CANDIDATES if cfg.candidates == "all" else (("bert", "none"), ("mobilebert", "none"))
+
+
+def budget_bounds(cfg: SearchConfig, space: SearchSpace) -> tuple[int, int]:
+    """Smallest and largest architecture the search could produce (budget sanity check)."""
+    counts = [space.num_params(Architecture.uniform(space.num_layers, b, s, f, space.num_heads))
+              for b, s in candidates_of(cfg) for f in (space.ffn_init if not cfg.dynamic_ffn else space.ffn_min,
+                                                        space.ffn_init if not cfg.dynamic_ffn else space.ffn_max)]
+    return min(counts), max(counts)
+
+
+def build_supernet(cfg: SearchConfig, space: SearchSpace) -> Supernet:
+    return Supernet(space, candidates=candidates_of(cfg), seed=cfg.seed,
+                    hidden_dropout_prob=cfg.dropout, attention_probs_dropout_prob=cfg.dropout)
+
+
+def ffn_sizes(net: Supernet) -> dict[str, int]:
+    return {f"{i}/{candidate_key(b, s)}": net.ffn_dim(i, b, s) for i in range(len(net.layers)) for b, s in net.candidates}
+
+
+def resize_supernet(net: Supernet, sizes: dict[str, int]) -> None:
+    """Grow blocks to recorded sizes (before loading a checkpoint of a grown supernet)."""
+    for key, size in sizes.items():
+        layer, name = key.split("/")
+        block = net.layers[int(layer)][name]
+        if block.intermediate.dense.weight.shape[0] < size:
+            grow_ffn(block, size)
+
+
+def uniform_arch(net: Supernet, block: str, sharing: str) -> Architecture:
+    return Architecture(tuple(LayerChoice(block, sharing, net.ffn_dim(i, block, sharing), net.space.num_heads)
+                              for i in range(len(net.layers))))
+
+
+def subset(ds, limit: int, seed: int):
+    """A seeded subset of ``limit`` rows (all rows when limit is 0)."""
+    if not limit or limit >= len(ds):
+        return ds
+    order = torch.randperm(len(ds), generator=torch.Generator().manual_seed(seed))[:limit]
+    return ds.select(sorted(order.tolist()))
+
+
+class TaskBatches:
+    """Dynamic-padding batches of a tokenized task split; epoch e is shuffled with seed (seed, e)."""
+
+    def __init__(self, ds, tokenizer, batch_size: int, seed: int = 0, shuffle: bool = True):
+        from transformers import DataCollatorWithPadding
+
+        cols = ["input_ids", "token_type_ids", "attention_mask", "labels"]
+        self.rows = [dict(zip(cols, values)) for values in zip(*(ds[c] for c in cols))]
+        self.collate = DataCollatorWithPadding(tokenizer, return_tensors="pt")
+        self.batch_size, self.seed, self.shuffle = batch_size, seed, shuffle
+
+    def __len__(self) -> int:
+        return len(self.rows) // self.batch_size if self.shuffle else -(-len(self.rows) // self.batch_size)
+
+    def epoch(self, epoch: int = 0):
+        if self.shuffle:
+            order = torch.randperm(len(self.rows), generator=torch.Generator().manual_seed(self.seed * 1_000_003 + epoch))
+        else:
+            order = torch.arange(len(self.rows))
+        for i in range(len(self)):
+            yield self.collate([self.rows[j] for j in order[i * self.batch_size:(i + 1) * self.batch_size]])
+
+
+class Objective(nn.Module):
+    """What trains in one stage: an encoder (a supernet path or a standalone ElmModel), a head and the
+    KD projections; ``forward`` returns the loss parts (everything differentiable runs inside it)."""
+
+    def __init__(self, encoder: nn.Module, head: nn.Module, kd: DistillationLoss, kind: str, task_weight: float):
+        super().__init__()
+        self.encoder, self.head, self.kd, self.kind, self.task_weight = encoder, head, kd, kind, task_weight
+
+    def forward(self, batch: dict, teacher_out=None, arch: Architecture | None = None):
+        need_attn = teacher_out is not None and self.kd.attn_weight > 0
+        kwargs = dict(attention_mask=batch["attention_mask"], token_type_ids=batch.get("token_type_ids"),
+                      output_hidden_states=teacher_out is not None, output_attentions=need_attn)
+        out = self.encoder(batch["input_ids"], arch=arch, **kwargs) if arch is not None else \
+            self.encoder(batch["input_ids"], **kwargs)
+        labels = batch["labels"]
+        if self.kind == "mlm":
+            masked = labels != -100  # decode only masked positions: the vocab projection dominates
+            logits = self.head(out.last_hidden_state[masked])
+            task = F.cross_entropy(logits, labels[masked])
+        else:
+            logits = self.head(out.last_hidden_state)
+            task = (F.mse_loss(logits.squeeze(-1), labels.float()) if self.kind == "regression"
+                    else F.cross_entropy(logits, labels))
+        parts = {"task": task}
+        total = self.task_weight * task
+        if teacher_out is not None:
+            kd = self.kd(out.hidden_states[1:], teacher_out.hidden_states[1:],
+                         out.attentions or (), (teacher_out.attentions or ()) if need_attn else (),
+                         None if self.kind == "mlm" else logits, None if self.kind == "mlm" else teacher_out.logits)
+            total = total + kd.pop("total")
+            parts.update({f"kd_{k}": v for k, v in kd.items()})
+        parts["loss"] = total
+        return parts
+
+
+@torch.no_grad()
+def predict(encoder, head, batches, device, arch: Architecture | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    logits, labels = [], []
+    for batch in batches:
+        batch = to_device(batch, device)
+        kw = dict(attention_mask=batch["attention_mask"], token_type_ids=batch["token_type_ids"])
+        out = encoder(batch["input_ids"], arch=arch, **kw) if arch is not None else encoder(batch["input_ids"], **kw)
+        logits.append(head(out.last_hidden_state).float().cpu())
+        labels.append(batch["labels"].cpu())
+    return torch.cat(logits), torch.cat(labels)
+
+
+# --------------------------------------------------------------------------- the run
+
+class SearchRun:
+    def __init__(self, cfg: SearchConfig, run_dir: str | Path, overwrite: bool = False, progress: bool = True):
+        from .tasks import get_task
+
+        self.cfg, self.dir, self.progress = cfg, Path(run_dir), progress
+        self.spec = get_task(cfg.task)  # unknown task: fails here, before any work
+        if self.spec.num_labels < 1:
+            raise ValueError(f"task={cfg.task!r} is extractive QA; the search scores classification/regression "
+                             "tasks (use elmlib.squad for QA fine-tuning)")
+        self.kind = "regression" if self.spec.is_regression else "classification"
+        self.space = cfg.search_space()
+        low, high = budget_bounds(cfg, self.space)
+        if not low <= cfg.budget <= high:
+            raise ValueError(f"budget={cfg.budget:.4g} is not allowed for the {self.space.name!r} space: "
+                             f"architectures have {low:,} to {high:,} parameters")
+        self._claim_run_dir(overwrite)
+        self.device = device_for(cfg)
+        self.times: dict[str, float] = {}
+
+    def _claim_run_dir(self, overwrite: bool) -> None:
+        path = self.dir / "config.json"
+        if path.exists():
+            old = json.loads(path.read_text())
+            if old != self.cfg.to_dict():
+                if not overwrite:
+                    changed = sorted(k for k in set(old) | set(self.cfg.to_dict())
+                                     if old.get(k) != self.cfg.to_dict().get(k))
+                    raise ValueError(f"run folder {self.dir} was made with another config (differs in {changed}); "
+                                     "use another --run-dir or --overwrite")
+                shutil.rmtree(self.dir)
+        write_json(self.cfg.to_dict(), path)
+
+    # --- bookkeeping -------------------------------------------------------------------------------
+    def done(self, stage: str) -> bool:
+        return (self.dir / f"{stage}.done.json").exists()
+
+    def mark_done(self, stage: str, seconds: float, **info) -> None:
+        write_json({"stage": stage, "seconds": seconds, **info}, self.dir / f"{stage}.done.json")
+
+    def loop(self, name: str, modules: dict, optimizer, epochs: int, steps: int) -> TrainLoop:
+        return TrainLoop(name, self.dir, modules=modules, optimizer=optimizer, epochs=epochs, steps_per_epoch=steps,
+                         warmup_ratio=self.cfg.warmup_ratio, checkpoint_every=self.cfg.checkpoint_every,
+                         config_digest=self.cfg.digest(), progress=self.progress, seed=self.cfg.seed)
+
+    def tokenizer(self):
+        from .tokenization import load_tokenizer
+
+        return load_tokenizer("teacher" if self.cfg.teacher == "teacher" else self.cfg.teacher)
+
+    def task_split(self, split: str, limit: int):
+        from .tokenization import tokenize_task
+
+        return subset(tokenize_task(self.cfg.task, split, self.tokenizer(), self.cfg.max_length), limit, self.cfg.seed)
+
+    def task_teacher(self):
+        from .teachers import finetune_teacher
+
+        c = self.cfg
+        model, _ = finetune_teacher(c.task, c.teacher, epochs=c.teacher_epochs, lr=c.teacher_lr,
+                                    batch_size=c.finetune_batch_size, max_length=c.max_length,
+                                    max_steps=c.teacher_max_steps or None, seed=c.seed,
+                                    train_limit=c.train_limit or None, eval_limit=c.dev_limit or None)
+        model.set_attn_implementation("eager")  # attention maps for KD
+        model.config.output_hidden_states = True
+        model.config.output_attentions = True
+        return model.eval().to(self.device)
+
+    def kd_loss(self, student_layers: int, teacher, with_logits: bool) -> DistillationLoss:
+        c = self.cfg
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(c.seed)
+            return DistillationLoss(student_layers, teacher.config.num_hidden_layers, self.space.hidden_size,
+                                    teacher.config.hidden_size, kind=c.kd,
+                                    weights=(c.kd_logit_weight if with_logits else 0.0, c.kd_attn_weight,
+                                             c.kd_hidden_weight))
+
+    def save_supernet(self, net: Supernet, name: str, head: nn.Module | None = None) -> None:
+        from .files import atomic_write
+
+        with atomic_write(self.dir / name, "wb") as f:
+            torch.save({"ffn": ffn_sizes(net), "supernet": net.state_dict(),
+                        "head": None if head is None else head.state_dict()}, f)
+
+    def load_supernet(self, name: str) -> tuple[Supernet, dict]:
+        state = torch.load(self.dir / name, map_location="cpu", weights_only=False)
+        net = build_supernet(self.cfg, self.space)
+        resize_supernet(net, state["ffn"])
+        net.load_state_dict(state["supernet"])
+        return net, state
+
+    # --- stage 1 -----------------------------------------------------------------------------------
+    def stage_pretrain(self) -> None:
+        from .corpus import mlm_batches
+        from .teachers import load_teacher
+
+        c = self.cfg
+        net = build_supernet(c, self.space).to(self.device)
+        teacher = load_teacher(c.teacher).to(self.device)
+        kd = self.kd_loss(len(net.layers), teacher, with_logits=False).to(self.device)
+        objective = Objective(net, net.predictions, kd, "mlm", c.mlm_weight)
+        train = mlm_batches(self.tokenizer(), c.max_length, c.pretrain_batch_size, "train", c.seed, source=c.corpus)
+        heldout = mlm_batches(self.tokenizer(), c.max_length, c.eval_batch_size, "heldout", c.seed, source=c.corpus)
+        pca_batches = [b for _, b in zip(range(c.pca_batches), heldout)]
+        loop = self.loop("pretrain", {"net": net, "kd": kd}, adamw([net, kd], c.pretrain_lr, c.weight_decay),
+                         c.pretrain_epochs, c.pretrain_steps or len(train))
+        k = max(1, c.growth_k // 3) if c.candidates == "no_sharing" else c.growth_k
+        limit = c.growth_limit or self.growth_cap(net)
+        loop.extra["ffn"] = ffn_sizes(net)
+
+        def step(batch, index):
+            batch = to_device(batch, self.device)
+            with torch.no_grad():
+                t = teacher(batch["input_ids"], attention_mask=batch["attention_mask"],
+                            token_type_ids=batch["token_type_ids"])
+            parts = objective(batch, t, arch=net.sample(path_rng(c.seed, index)))
+            parts["loss"].backward()
+            return parts
+
+        def end_of_epoch(epoch):
+            rows = self.pca_scores(net, pca_batches, epoch)
+            grown = self.grow(net, rows, k, limit, epoch, loop.optimizer) if c.dynamic_ffn else []
+            self.upsert(self.dir / "pca_scores.csv", rows, epoch)
+            self.upsert(self.dir / "growth.csv", grown, epoch)
+            loop.extra["ffn"] = ffn_sizes(net)
+
+        loop.resume(lambda extra: resize_supernet(net, extra["ffn"]))
+        loop.run(lambda e: train.set_epoch(e) or iter(train), step, end_of_epoch)
+        self.block_similarity(net, pca_batches)
+        self.save_supernet(net, "supernet_pretrain.pt")
+        loop.ckpt_path.unlink(missing_ok=True)
+
+    def growth_cap(self, net: Supernet) -> int:
+        """Default cap: the supernet's size when every block's FFN equals the hidden size (paper: the
+        mean FFN dimension ends near the hidden size)."""
+        s = self.space
+        per_layer = sum(s.layer_params(LayerChoice(b, sh, s.hidden_size, s.num_heads)) for b, sh in net.candidates)
+        return s.embedding_params() + s.num_layers * per_layer
+
+    @torch.no_grad()
+    def pca_scores(self, net: Supernet, batches, epoch: int) -> list[dict]:
+        """Score every block on the same held-out batches, running each candidate as a uniform path."""
+        net.eval()
+        rows = []
+        for b, s in net.candidates:
+            arch = uniform_arch(net, b, s)
+            accs = [PCAAccumulator() for _ in arch.layers]
+            for batch in batches:
+                batch = to_device(batch, self.device)
+                out = net(batch["input_ids"], attention_mask=batch["attention_mask"], arch=arch, output_ffn_hidden=True)
+                for acc, act in zip(accs, out.ffn_hidden_states):
+                    acc.update(act, batch["attention_mask"])
+            rows += [dict(epoch=epoch, layer=i, block=CANDIDATES.index((b, s)), block_type=b, sharing=s,
+                          ffn_dim=layer.ffn_dim, score=acc.score(self.cfg.pca_threshold))
+                     for i, (layer, acc) in enumerate(zip(arch.layers, accs))]
+        net.train()
+        return rows
+
+    def grow(self, net: Supernet, scores: list[dict], k: int, limit: float, epoch: int, optimizer) -> list[dict]:
+        """Grow the top-k blocks by PCA score by one step, skipping those at the maximum or over the cap."""
+        s, grown = self.space, []
+        generator = torch.Generator().manual_seed(self.cfg.seed * 1_000_003 + epoch)
+        for row in sorted(scores, key=lambda r: (-r["score"], r["layer"], r["block"])):
+            if len(grown) == k:
+                break
+            old = row["ffn_dim"]
+            if old + s.ffn_step > s.ffn_max:
+                continue
+            added = (s.layer_params(LayerChoice(row["block_type"], row["sharing"], old + s.ffn_step, s.num_heads))
+                     - s.layer_params(LayerChoice(row["block_type"], row["sharing"], old, s.num_heads)))
+            if net.num_params() + added > limit:
+                continue
+            grow_ffn(net.block(row["layer"], row["block_type"], row["sharing"]), old + s.ffn_step,
+                     init=self.cfg.growth_init, generator=generator, optimizer=optimizer)
+            grown.append(dict(epoch=epoch, layer=row["layer"], block=row["block"], block_type=row["block_type"],
+                              sharing=row["sharing"], old_ffn_dim=old, new_ffn_dim=old + s.ffn_step,
+                              score=row["score"], supernet_params=net.num_params()))
+        return grown
+
+    @torch.no_grad()
+    def block_similarity(self, net: Supernet, batches) -> None:
+        """Figs. 3b/6: feed each layer's input (along a sampled path) to all its blocks; cosine similarity."""
+        net.eval()
+        sums: dict[int, torch.Tensor] = {}
+        arch = net.sample(path_rng(self.cfg.seed, -1))
+        for batch in batches:
+            batch = to_device(batch, self.device)
+            x = net.embeddings(batch["input_ids"], batch["token_type_ids"])
+            mask = sdpa_mask(batch["attention_mask"])
+            for i, layer in enumerate(arch.layers):
+                outs = [net.block(i, b, s)(x, mask, None, None).hidden for b, s in net.candidates]
+                sim = block_similarity(outs, batch["attention_mask"]).cpu()
+                sums[i] = sums.get(i, 0) + sim / len(batches)
+                x = net.block(i, layer.block, layer.sharing)(x, mask, layer.heads, layer.ffn_dim).hidden
+        rows = [dict(layer=i, block_i=CANDIDATES.index(net.candidates[a]), block_j=CANDIDATES.index(net.candidates[b]),
+                     similarity=float(m[a, b]), kd=self.cfg.kd)
+                for i, m in sums.items() for a in range(len(net.candidates)) for b in range(len(net.candidates))]
+        write_csv(pd.DataFrame(rows), self.dir / "block_similarity.csv")
+        net.train()
+
+    @staticmethod
+    def upsert(path: Path, rows: list[dict], epoch: int) -> None:
+        """Replace this epoch's rows (a resumed epoch writes them again), keep the others."""
+        old = pd.read_csv(path) if path.exists() and path.stat().st_size else pd.DataFrame()
+        if len(old):
+            old = old[old["epoch"] != epoch]
+        new = pd.concat([old, pd.DataFrame(rows)], ignore_index=True)
+        write_csv(new.sort_values(["epoch"] + [c for c in ("layer", "block") if c in new]).reset_index(drop=True)
+                  if len(new) else new, path)
+
+    # --- stage 2 -----------------------------------------------------------------------------------
+    def stage_finetune(self) -> None:
+        c = self.cfg
+        net, _ = self.load_supernet("supernet_pretrain.pt")
+        net.to(self.device)
+        teacher = self.task_teacher()
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(c.seed)
+            head = ElmClassificationHead(self.space.config(uniform_arch(net, *net.candidates[0]),
+                                                           num_labels=self.spec.num_labels,
+                                                           hidden_dropout_prob=c.dropout))
+            init_weights(head, 0.02)
+        head.to(self.device)
+        kd = self.kd_loss(len(net.layers), teacher, with_logits=True).to(self.device)
+        objective = Objective(net, head, kd, self.kind, c.ce_weight)
+        train = TaskBatches(self.task_split("train90", c.train_limit), self.tokenizer(), c.finetune_batch_size, c.seed)
+        loop = self.loop("finetune", {"net": net, "head": head, "kd": kd},
+                         adamw([net, head, kd], c.finetune_lr, c.weight_decay), c.finetune_epochs,
+                         c.finetune_steps or len(train))
+
+        def step(batch, index):
+            batch = to_device(batch, self.device)
+            with torch.no_grad():
+                t = teacher(**batch)
+            parts = objective(batch, t, arch=net.sample(path_rng(c.seed + 1, index)))
+            parts["loss"].backward()
+            return parts
+
+        loop.resume()
+        loop.run(train.epoch, step)
+        self.save_supernet(net, "supernet_finetune.pt", head)
+        loop.ckpt_path.unlink(missing_ok=True)
+
+    # --- stage 3 -----------------------------------------------------------------------------------
+    def stage_search(self) -> None:
+        from .tasks import compute_metrics
+
+        c = self.cfg
+        net, state = self.load_supernet("supernet_finetune.pt")
+        net.to(self.device).eval()
+        head = ElmClassificationHead(self.space.config(uniform_arch(net, *net.candidates[0]),
+                                                       num_labels=self.spec.num_labels))
+        head.load_state_dict(state["head"])
+        head.to(self.device).eval()
+        batches = list(TaskBatches(self.task_split("search", c.search_limit), self.tokenizer(), c.eval_batch_size,
+                                   shuffle=False).epoch())
+        metric = self.spec.metrics[0]
+        interrupt = os.environ.get("ELMLIB_INTERRUPT_AT", "")
+        stop_after = int(interrupt.split(":")[1]) if interrupt.startswith("search:") else None
+        calls = [0]
+
+        def decode(genome):
+            return Architecture(tuple(LayerChoice(*net.candidates[g], net.ffn_dim(i, *net.candidates[g]),
+                                                  self.space.num_heads) for i, g in enumerate(genome)))
+
+        def score(arch):
+            calls[0] += 1
+            if stop_after is not None and calls[0] > stop_after:
+                raise KeyboardInterrupt(f"search: simulated kill before evaluation {calls[0]}")
+            logits, labels = predict(net, head, batches, self.device, arch)
+            return compute_metrics(self.spec, logits.numpy(), labels.numpy())[metric]
+
+        search = EvolutionarySearch(
+            len(net.layers), len(net.candidates), decode, self.space.num_params, c.budget, score, seed=c.seed,
+            settings=EvolutionSettings(population=c.population, generations=c.generations,
+                                       crossover_prob=c.crossover_prob, mutation_prob=c.mutation_prob,
+                                       parents=c.parents), state_path=self.dir / "evolution_state.json")
+
+        def table(rows):
+            return pd.DataFrame([dict(generation=e.generation, arch=e.arch.to_json(), params=e.params,
+                                      non_embedding_params=self.space.num_non_embedding_params(e.arch),
+                                      score=e.score, metric=metric) for e in rows])
+
+        def write_history(s):
+            write_csv(table(s.history()), self.dir / "search_history.csv")
+
+        if self.progress:
+            from tqdm.auto import tqdm
+            bar = tqdm(total=c.generations, initial=search.generation, desc="search", leave=False)
+            on_generation = lambda s: (write_history(s), bar.update(1),  # noqa: E731
+                                       bar.set_postfix(best=f"{s.best().score:.4f}"))
+        else:
+            bar, on_generation = None, write_history
+        try:
+            search.run(on_generation)
+        finally:
+            if bar:
+                bar.close()
+        write_history(search)
+        write_csv(table(search.pareto_front()), self.dir / "pareto_front.csv")
+        best = search.best()
+        write_json({**best.arch.to_dict(), "params": best.params, "score": best.score, "metric": metric},
+                   self.dir / "arch_searched.json")
+
+    # --- stage 4 -----------------------------------------------------------------------------------
+    @torch.no_grad()
+    def stage_heads(self) -> None:
+        c = self.cfg
+        net, _ = self.load_supernet("supernet_finetune.pt")
+        arch = Architecture.from_dict({"layers": json.loads((self.dir / "arch_searched.json").read_text())["layers"]})
+        model = net.extract(arch).to(self.device).eval()
+        batches = TaskBatches(self.task_split("search", c.search_limit), self.tokenizer(), c.eval_batch_size,
+                              shuffle=False)
+        accs = [MinibatchCKA() for _ in arch.layers]
+        for _, batch in zip(range(c.cka_batches), batches.epoch()):
+            batch = to_device(batch, self.device)
+            out = model(batch["input_ids"], attention_mask=batch["attention_mask"],
+                        token_type_ids=batch["token_type_ids"], output_head_outputs=True)
+            for acc, heads in zip(accs, out.head_outputs):
+                acc.update(heads, batch["attention_mask"])
+        rows, layers = [], []
+        for i, (layer, acc) in enumerate(zip(arch.layers, accs)):
+            q = acc.matrix()
+            rows += [dict(layer=i, head_i=a, head_j=b, cka=float(q[a, b]))
+                     for a in range(q.shape[0]) for b in range(q.shape[0])]
+            heads = head_number(q, c.cka_eta, self.space.attention_width(layer.block)) if c.head_search else layer.heads
+            layers.append(LayerChoice(layer.block, layer.sharing, layer.ffn_dim, heads))
+        write_csv(pd.DataFrame(rows), self.dir / "cka.csv")
+        final = Architecture(tuple(layers))
+        write_json({**final.to_dict(), "params": self.space.num_params(final), "head_search": c.head_search},
+                   self.dir / "arch.json")
+
+    # --- stage 5 -----------------------------------------------------------------------------------
+    def stage_retrain(self) -> None:
+        from .corpus import mlm_batches
+        from .tasks import compute_metrics
+        from .teachers import load_teacher
+
+        c = self.cfg
+        arch = Architecture.from_dict({"layers": json.loads((self.dir / "arch.json").read_text())["layers"]})
+        net, state = self.load_supernet("supernet_finetune.pt")
+        keep = dict(hidden_dropout_prob=c.dropout, attention_probs_dropout_prob=c.dropout)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(c.seed)
+            mlm = net.extract(arch, ElmForMaskedLM, **keep) if c.inherit_weights else \
+                ElmForMaskedLM(self.space.config(arch, **keep))
+        del net
+        mlm.to(self.device).train()
+        teacher = load_teacher(c.teacher).to(self.device)
+        kd = self.kd_loss(len(arch), teacher, with_logits=False).to(self.device)
+        objective = Objective(mlm.elm, mlm.predictions, kd, "mlm", c.mlm_weight)
+        corpus = mlm_batches(self.tokenizer(), c.max_length, c.pretrain_batch_size, "train", c.seed, source=c.corpus)
+        loop = self.loop("retrain_pretrain", {"model": mlm, "kd": kd}, adamw([mlm, kd], c.pretrain_lr, c.weight_decay),
+                         c.retrain_pretrain_epochs, c.retrain_pretrain_steps or len(corpus))
+
+        def pre_step(batch, index):
+            batch = to_device(batch, self.device)
+            with torch.no_grad():
+                t = teacher(batch["input_ids"], attention_mask=batch["attention_mask"],
+                            token_type_ids=batch["token_type_ids"])
+            parts = objective(batch, t)
+            parts["loss"].backward()
+            return parts
+
+        if not (self.dir / "retrain_pretrain.done").exists():
+            loop.resume()
+            loop.run(lambda e: corpus.set_epoch(e) or iter(corpus), pre_step)
+            mlm.save_pretrained(self.dir / "retrain_pretrained")
+            (self.dir / "retrain_pretrain.done").write_text("")
+            loop.ckpt_path.unlink(missing_ok=True)
+        else:
+            mlm = ElmForMaskedLM.from_pretrained(self.dir / "retrain_pretrained").to(self.device)
+        del teacher
+
+        cls = ElmForSequenceClassification(self.space.config(arch, num_labels=self.spec.num_labels, **keep))
+        cls.elm.load_state_dict(mlm.elm.state_dict())
+        if c.inherit_weights:
+            cls.classifier.load_state_dict(state["head"])
+        cls.to(self.device).train()
+        task_teacher = self.task_teacher()
+        kd = self.kd_loss(len(arch), task_teacher, with_logits=True).to(self.device)
+        objective = Objective(cls.elm, cls.classifier, kd, self.kind, c.ce_weight)
+        train = TaskBatches(self.task_split("train90", c.train_limit), self.tokenizer(), c.finetune_batch_size, c.seed)
+        loop = self.loop("retrain_finetune", {"model": cls, "kd": kd}, adamw([cls, kd], c.retrain_lr, c.weight_decay),
+                         c.retrain_finetune_epochs, c.retrain_finetune_steps or len(train))
+
+        def ft_step(batch, index):
+            batch = to_device(batch, self.device)
+            with torch.no_grad():
+                t = task_teacher(**batch)
+            parts = objective(batch, t)
+            parts["loss"].backward()
+            return parts
+
+        loop.resume()
+        loop.run(train.epoch, ft_step)
+        cls.eval()
+        dev = TaskBatches(self.task_split("dev", c.dev_limit), self.tokenizer(), c.eval_batch_size, shuffle=False)
+        logits, labels = predict(cls.elm, cls.classifier, dev.epoch(), self.device)
+        metrics = compute_metrics(self.spec, logits.numpy(), labels.numpy())
+        latency = latency_ms(cls, self.device, repeats=c.latency_repeats)
+        cls.save_pretrained(self.dir / "model")
+        self.tokenizer().save_pretrained(self.dir / "model")
+        from .files import device_description
+        rows = [dict(task=c.task, metric=m, value=v, params=self.space.num_params(arch),
+                     non_embedding_params=self.space.num_non_embedding_params(arch), latency_ms=latency,
+                     device=device_description(), n_dev=len(labels), scale=c.scale, seed=c.seed)
+                for m, v in metrics.items()]
+        write_result(pd.DataFrame(rows), self.dir / "final_metrics.csv", config=c.to_dict(), seed=c.seed,
+                     wall_time_s=sum(self.times.values()))
+        loop.ckpt_path.unlink(missing_ok=True)
+
+    # --- driver ------------------------------------------------------------------------------------
+    def run(self, stages=STAGES) -> Path:
+        for stage in stages:
+            if self.done(stage):
+                continue
+            start = time.time()
+            getattr(self, f"stage_{stage}")()
+            self.times[stage] = time.time() - start
+            self.mark_done(stage, self.times[stage])
+        return self.dir
+
+
+def run_search(cfg: SearchConfig, run_dir: str | Path, overwrite: bool = False, progress: bool = True,
+               stages=STAGES) -> Path:
+    """Run (or resume) the whole search; returns the run folder."""
+    unknown = [s for s in stages if s not in STAGES]
+    if unknown:
+        raise ValueError(f"stages {unknown} are not allowed; expected a subset of {STAGES}")
+    return SearchRun(cfg, run_dir, overwrite, progress).run(stages)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--scale", default="smoke", help="smoke | small | paper")
+    parser.add_argument("--task", default="boolq")
+    parser.add_argument("--budget", default=None, help="parameter ceiling, e.g. 15.7M (default: the scale's)")
+    parser.add_argument("--run-dir", default=None, help="default: runs/<task>-<scale>")
+    parser.add_argument("--config", default=None, help="JSON file of settings")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override one setting")
+    parser.add_argument("--stages", default=",".join(STAGES), help="comma-separated subset of " + ",".join(STAGES))
+    parser.add_argument("--overwrite", action="store_true", help="discard a run folder made with another config")
+    parser.add_argument("--no-progress", action="store_true")
+
+
+def main(args: argparse.Namespace) -> int:
+    try:
+        cfg = resolve_config(args.scale, args.task, args.budget, parse_sets(args.set), args.config)
+        run_dir = args.run_dir or project_root() / "runs" / f"{cfg.task}-{cfg.scale}"
+        run = SearchRun(cfg, run_dir, args.overwrite, not args.no_progress)
+    except (ValueError, KeyError) as err:
+        print(f"elmlib search: {err}")
+        return 2
+    run.run(tuple(s for s in args.stages.split(",") if s))
+    print((Path(run_dir) / "final_metrics.csv").read_text() if (Path(run_dir) / "final_metrics.csv").exists() else
+          f"stages done in {run_dir}")
+    return 0

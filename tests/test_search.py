@@ -1,0 +1,129 @@
+"""The search pipeline: settings, fail-fast input checks, and kill-and-resume equality (stages 1 and 3)."""
+import json
+
+import pandas as pd
+import pytest
+import torch
+
+from elmlib.config import SearchConfig, parse_budget, parse_sets, resolve_config
+from elmlib.search import SearchRun, run_search
+from elmlib.training import Interrupted, load_checkpoint, save_checkpoint
+
+# A few steps of everything: the whole pipeline in seconds.
+TINY = dict(max_length=32, pretrain_epochs=2, pretrain_steps=4, pretrain_batch_size=8, finetune_steps=3,
+            finetune_batch_size=8, train_limit=48, teacher_max_steps=2, population=4, generations=2, parents=2,
+            search_limit=32, retrain_pretrain_steps=2, retrain_finetune_steps=2, dev_limit=32, checkpoint_every=3,
+            latency_repeats=2, eval_batch_size=16, pca_batches=1, cka_batches=1, growth_k=3)
+
+
+@pytest.fixture(autouse=True)
+def _results_elsewhere(tmp_path, monkeypatch):
+    monkeypatch.setenv("ELMLIB_RESULTS", str(tmp_path / "results"))  # teachers.csv must not touch results/
+
+
+def test_settings_resolve_by_scale_file_and_overrides(tmp_path):
+    cfg = resolve_config("smoke", task="trec", overrides={"kd": "classical", "population": "6"})
+    assert (cfg.scale, cfg.task, cfg.kd, cfg.population, cfg.space) == ("smoke", "trec", "classical", 6, "smoke")
+    (tmp_path / "c.json").write_text(json.dumps({"generations": 7, "population": 9}))
+    cfg = resolve_config("small", config_file=tmp_path / "c.json", overrides={"population": 5})
+    assert (cfg.generations, cfg.population) == (7, 5)
+    assert resolve_config("paper").population == 50 and resolve_config("paper").mutation_prob == 0.1
+    assert resolve_config("paper", budget="5M").space == "micro"
+    assert parse_budget("15.7M") == 15.7e6 and parse_budget("500k") == 5e5 and parse_sets(["a=b=c"]) == {"a": "b=c"}
+    assert resolve_config("smoke", overrides={"head_search": "false"}).head_search is False
+    assert cfg.digest() != resolve_config("small").digest()
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(scale="huge"), r"scale='huge' is not allowed"),
+    (dict(overrides={"popsize": 3}), r"unknown setting\(s\) \['popsize'\]"),
+    (dict(overrides={"kd": "mse"}), r"setting kd='mse' is not allowed; expected one of \('relational', 'classical'\)"),
+    (dict(overrides={"population": "many"}), r"setting population='many' is not allowed; expected a int"),
+    (dict(overrides={"mutation_prob": 2}), r"setting mutation_prob=2.0 is not allowed"),
+    (dict(budget="lots"), r"budget='lots' is not allowed"),
+])
+def test_bad_settings_name_key_value_and_allowed(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        resolve_config(**{"scale": "smoke", **kwargs})
+
+
+def test_bad_input_fails_before_any_training(tmp_path):
+    with pytest.raises(KeyError, match="nosuchtask"):
+        SearchRun(resolve_config("smoke", task="nosuchtask"), tmp_path / "a")
+    with pytest.raises(ValueError, match=r"budget=1e\+05 is not allowed for the 'smoke' space: architectures have"):
+        SearchRun(resolve_config("smoke", budget=1e5), tmp_path / "b")
+    with pytest.raises(ValueError, match="budget=5e\\+07 is not allowed"):
+        SearchRun(resolve_config("smoke", budget="50M"), tmp_path / "c")
+    SearchRun(resolve_config("smoke"), tmp_path / "d")
+    with pytest.raises(ValueError, match=r"was made with another config \(differs in \['seed'\]\)"):
+        SearchRun(resolve_config("smoke", overrides={"seed": 1}), tmp_path / "d")
+    SearchRun(resolve_config("smoke", overrides={"seed": 1}), tmp_path / "d", overwrite=True)
+    assert json.loads((tmp_path / "d" / "config.json").read_text())["seed"] == 1
+    assert not any(p.suffix == ".ckpt" for p in tmp_path.rglob("*"))  # nothing trained
+
+
+def test_corrupt_or_foreign_checkpoints_are_refused(tmp_path):
+    (tmp_path / "x.ckpt").write_bytes(b"not a checkpoint")
+    with pytest.raises(ValueError, match="is corrupt"):
+        load_checkpoint(tmp_path / "x.ckpt", "abc")
+    torch.save({"weights": 1}, tmp_path / "y.ckpt")
+    with pytest.raises(ValueError, match="is not an elmlib checkpoint"):
+        load_checkpoint(tmp_path / "y.ckpt", "abc")
+    save_checkpoint(tmp_path / "z.ckpt", {"config_digest": "other"})
+    with pytest.raises(ValueError, match="belongs to another config"):
+        load_checkpoint(tmp_path / "z.ckpt", "abc")
+
+
+def _outputs(run_dir):
+    read = lambda name: pd.read_csv(run_dir / name)  # noqa: E731
+    return {
+        "pca": read("pca_scores.csv"), "growth": read("growth.csv"), "history": read("search_history.csv"),
+        "cka": read("cka.csv"), "metrics": read("final_metrics.csv").drop(columns=["latency_ms"]),
+        "arch": json.loads((run_dir / "arch.json").read_text()),
+        "log": [json.loads(l) for l in (run_dir / "pretrain.log.jsonl").read_text().splitlines()],
+    }
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    mp = pytest.MonkeyPatch()
+    mp.setenv("ELMLIB_RESULTS", str(tmp_path_factory.mktemp("results")))
+    run_dir = tmp_path_factory.mktemp("full")
+    run_search(resolve_config("smoke", overrides=TINY), run_dir, progress=False)
+    mp.undo()
+    return run_dir
+
+
+def test_pipeline_writes_every_artifact(uninterrupted):
+    out = _outputs(uninterrupted)
+    assert set(out["pca"].columns) == {"epoch", "layer", "block", "block_type", "sharing", "ffn_dim", "score"}
+    assert len(out["pca"]) == 2 * 4 * 6  # epochs x layers x blocks
+    assert len(out["growth"]) == 2 * 3 and (out["growth"].new_ffn_dim - out["growth"].old_ffn_dim == 16).all()
+    history = out["history"]
+    assert history.arch.is_unique and (history.params <= 1.05e6).all()
+    assert set(out["cka"].columns) == {"layer", "head_i", "head_j", "cka"}
+    assert out["arch"]["params"] <= 1.05e6 and len(out["arch"]["layers"]) == 4
+    metrics = out["metrics"]
+    assert list(metrics.metric) == ["accuracy"] and 0 <= metrics.value[0] <= 1
+    assert (uninterrupted / "model" / "model.safetensors").exists()
+    sim = pd.read_csv(uninterrupted / "block_similarity.csv")
+    assert len(sim) == 4 * 36 and sim.similarity.between(-1.0001, 1.0001).all()
+    assert not list(uninterrupted.glob("*.ckpt"))  # finished stages drop their checkpoints
+
+
+@pytest.mark.parametrize("kill_at", ["pretrain:6", "search:5"])
+def test_killed_run_resumes_to_the_same_result(tmp_path, monkeypatch, uninterrupted, kill_at):
+    cfg = resolve_config("smoke", overrides=TINY)
+    monkeypatch.setenv("ELMLIB_INTERRUPT_AT", kill_at)
+    with pytest.raises(KeyboardInterrupt):
+        run_search(cfg, tmp_path, progress=False)
+    stage = kill_at.split(":")[0]
+    assert not (tmp_path / f"{stage}.done.json").exists()
+    monkeypatch.delenv("ELMLIB_INTERRUPT_AT")
+    run_search(cfg, tmp_path, progress=False)  # the same command again
+    got, want = _outputs(tmp_path), _outputs(uninterrupted)
+    for key in ("pca", "growth", "history", "cka", "metrics"):
+        pd.testing.assert_frame_equal(got[key], want[key])
+    assert got["arch"] == want["arch"]
+    strip = lambda log: [{k: v for k, v in r.items() if k != "seconds"} for r in log]  # noqa: E731
+    assert strip(got["log"]) == strip(want["log"])  # one line per step, no duplicates after the resume
