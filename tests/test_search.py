@@ -127,3 +127,18 @@ def test_killed_run_resumes_to_the_same_result(tmp_path, monkeypatch, uninterrup
     assert got["arch"] == want["arch"]
     strip = lambda log: [{k: v for k, v in r.items() if k != "seconds"} for r in log]  # noqa: E731
     assert strip(got["log"]) == strip(want["log"])  # one line per step, no duplicates after the resume
+
+
+def test_any_architecture_retrains_with_the_same_recipe(uninterrupted, monkeypatch, tmp_path):
+    from elmlib.search import retrain_architecture
+    from elmlib.space import Architecture
+
+    monkeypatch.setenv("ELMLIB_RESULTS", str(tmp_path))
+    arch = Architecture.uniform(4, "mobilebert", "none", 32, 4)
+    table = retrain_architecture(resolve_config("smoke", overrides=TINY), arch, uninterrupted, "all_mobilebert",
+                                 progress=False)
+    assert list(table.metric) == ["accuracy"] and table.params[0] == 1008448 and not table.inherit_weights[0]
+    assert (uninterrupted / "baselines" / "all_mobilebert" / "model" / "config.json").exists()
+    again = retrain_architecture(resolve_config("smoke", overrides=TINY), arch, uninterrupted, "all_mobilebert")
+    pd.testing.assert_frame_equal(again, pd.read_csv(uninterrupted / "baselines" / "all_mobilebert" /
+                                                     "final_metrics.csv"))
