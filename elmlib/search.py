@@ -19,6 +19,7 @@ Stages, each writing into the run folder and skipped once its ``<stage>.done.jso
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import shutil
@@ -32,6 +33,7 @@ from torch import nn
 
 from .analysis import MinibatchCKA, PCAAccumulator, block_similarity, head_number, latency_ms
 from .config import SearchConfig, parse_sets, resolve_config
+from .distributed import Distributed
 from .evolution import EvolutionarySearch, EvolutionSettings
 from .files import project_root, write_csv, write_json, write_result
 from .growth import grow_ffn
@@ -126,9 +128,11 @@ class Objective(nn.Module):
     """What trains in one stage: an encoder (a supernet path or a standalone ElmModel), a head and the
     KD projections; ``forward`` returns the loss parts (everything differentiable runs inside it)."""
 
-    def __init__(self, encoder: nn.Module, head: nn.Module, kd: DistillationLoss, kind: str, task_weight: float):
+    def __init__(self, encoder: nn.Module, head: nn.Module, kd: DistillationLoss, kind: str, task_weight: float,
+                 denominator=lambda count: count):
         super().__init__()
         self.encoder, self.head, self.kd, self.kind, self.task_weight = encoder, head, kd, kind, task_weight
+        self.denominator = denominator  # data parallel: the global number of masked tokens / world
 
     def forward(self, batch: dict, teacher_out=None, arch: Architecture | None = None):
         need_attn = teacher_out is not None and self.kd.attn_weight > 0
@@ -140,7 +144,7 @@ class Objective(nn.Module):
         if self.kind == "mlm":
             masked = labels != -100  # decode only masked positions: the vocab projection dominates
             logits = self.head(out.last_hidden_state[masked])
-            task = F.cross_entropy(logits, labels[masked])
+            task = F.cross_entropy(logits, labels[masked], reduction="sum") / self.denominator(masked.sum())
         else:
             logits = self.head(out.last_hidden_state)
             task = (F.mse_loss(logits.squeeze(-1), labels.float()) if self.kind == "regression"
@@ -186,8 +190,13 @@ class SearchRun:
         if not low <= cfg.budget <= high:
             raise ValueError(f"budget={cfg.budget:.4g} is not allowed for the {self.space.name!r} space: "
                              f"architectures have {low:,} to {high:,} parameters")
-        self._claim_run_dir(overwrite)
-        self.device = device_for(cfg)
+        self.dist = Distributed()
+        if self.dist.is_main:
+            self._claim_run_dir(overwrite)
+        self.dist.barrier()
+        if not self.dist.is_main and json.loads((self.dir / "config.json").read_text()) != cfg.to_dict():
+            raise ValueError(f"rank {self.dist.rank}: run folder {self.dir} holds another config")
+        self.device = self.dist.device(device_for(cfg))
         self.times: dict[str, float] = {}
 
     def _claim_run_dir(self, overwrite: bool) -> None:
@@ -213,7 +222,8 @@ class SearchRun:
     def loop(self, name: str, modules: dict, optimizer, epochs: int, steps: int, folder: Path | None = None) -> TrainLoop:
         return TrainLoop(name, folder or self.dir, modules=modules, optimizer=optimizer, epochs=epochs, steps_per_epoch=steps,
                          warmup_ratio=self.cfg.warmup_ratio, checkpoint_every=self.cfg.checkpoint_every,
-                         config_digest=self.cfg.digest(), progress=self.progress, seed=self.cfg.seed)
+                         config_digest=self.cfg.digest(), progress=self.progress, seed=self.cfg.seed,
+                         is_main=self.dist.is_main)
 
     def tokenizer(self):
         from .tokenization import load_tokenizer
@@ -270,9 +280,11 @@ class SearchRun:
         net = build_supernet(c, self.space).to(self.device)
         teacher = load_teacher(c.teacher).to(self.device)
         kd = self.kd_loss(len(net.layers), teacher, with_logits=False).to(self.device)
-        objective = Objective(net, net.predictions, kd, "mlm", c.mlm_weight)
-        train = mlm_batches(self.tokenizer(), c.max_length, c.pretrain_batch_size, "train", c.seed, source=c.corpus)
-        heldout = mlm_batches(self.tokenizer(), c.max_length, c.eval_batch_size, "heldout", c.seed, source=c.corpus)
+        objective = Objective(net, net.predictions, kd, "mlm", c.mlm_weight, self.dist.denominator)
+        wrapped = [self.dist.wrap(objective)]
+        train, heldout = self.dist.main_first(lambda: (
+            mlm_batches(self.tokenizer(), c.max_length, c.pretrain_batch_size, "train", c.seed, source=c.corpus),
+            mlm_batches(self.tokenizer(), c.max_length, c.eval_batch_size, "heldout", c.seed, source=c.corpus)))
         pca_batches = [b for _, b in zip(range(c.pca_batches), heldout)]
         loop = self.loop("pretrain", {"net": net, "kd": kd}, adamw([net, kd], c.pretrain_lr, c.weight_decay),
                          c.pretrain_epochs, c.pretrain_steps or len(train))
@@ -281,26 +293,35 @@ class SearchRun:
         loop.extra["ffn"] = ffn_sizes(net)
 
         def step(batch, index):
-            batch = to_device(batch, self.device)
+            batch = self.dist.shard(to_device(batch, self.device))
             with torch.no_grad():
                 t = teacher(batch["input_ids"], attention_mask=batch["attention_mask"],
                             token_type_ids=batch["token_type_ids"])
-            parts = objective(batch, t, arch=net.sample(path_rng(c.seed, index)))
+            parts = wrapped[0](batch, t, arch=net.sample(path_rng(c.seed, index)))
             parts["loss"].backward()
-            return parts
+            return self.dist.mean(parts)
 
         def end_of_epoch(epoch):
+            # DDP's reducer holds the parameters' gradient accumulators: release it before growth
+            # resizes them, and wrap again afterwards (its buckets were sized for the old shapes).
+            wrapped[0] = objective
+            gc.collect()
+            # Every rank scores the same batches and so grows the same blocks.
             rows = self.pca_scores(net, pca_batches, epoch)
             grown = self.grow(net, rows, k, limit, epoch, loop.optimizer) if c.dynamic_ffn else []
-            self.upsert(self.dir / "pca_scores.csv", rows, epoch)
-            self.upsert(self.dir / "growth.csv", grown, epoch)
+            if self.dist.is_main:
+                self.upsert(self.dir / "pca_scores.csv", rows, epoch)
+                self.upsert(self.dir / "growth.csv", grown, epoch)
             loop.extra["ffn"] = ffn_sizes(net)
+            wrapped[0] = self.dist.wrap(objective)
 
-        loop.resume(lambda extra: resize_supernet(net, extra["ffn"]))
+        if loop.resume(lambda extra: resize_supernet(net, extra["ffn"])):
+            wrapped[0] = self.dist.wrap(objective)
         loop.run(lambda e: train.set_epoch(e) or iter(train), step, end_of_epoch)
-        self.block_similarity(net, pca_batches)
-        self.save_supernet(net, "supernet_pretrain.pt")
-        loop.ckpt_path.unlink(missing_ok=True)
+        if self.dist.is_main:
+            self.block_similarity(net, pca_batches)
+            self.save_supernet(net, "supernet_pretrain.pt")
+            loop.ckpt_path.unlink(missing_ok=True)
 
     def growth_cap(self, net: Supernet) -> int:
         """Default cap: the supernet's size when every block's FFN equals the hidden size (paper: the
@@ -385,7 +406,7 @@ class SearchRun:
         c = self.cfg
         net, _ = self.load_supernet("supernet_pretrain.pt")
         net.to(self.device)
-        teacher = self.task_teacher()
+        teacher = self.dist.main_first(self.task_teacher)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(c.seed)
             head = ElmClassificationHead(self.space.config(uniform_arch(net, *net.candidates[0]),
@@ -395,23 +416,26 @@ class SearchRun:
         head.to(self.device)
         kd = self.kd_loss(len(net.layers), teacher, with_logits=True).to(self.device)
         objective = Objective(net, head, kd, self.kind, c.ce_weight)
-        train = TaskBatches(self.task_split("train90", c.train_limit), self.tokenizer(), c.finetune_batch_size, c.seed)
+        wrapped = self.dist.wrap(objective)
+        train = TaskBatches(self.dist.main_first(lambda: self.task_split("train90", c.train_limit)), self.tokenizer(),
+                            c.finetune_batch_size, c.seed)
         loop = self.loop("finetune", {"net": net, "head": head, "kd": kd},
                          adamw([net, head, kd], c.finetune_lr, c.weight_decay), c.finetune_epochs,
                          c.finetune_steps or len(train))
 
         def step(batch, index):
-            batch = to_device(batch, self.device)
+            batch = self.dist.shard(to_device(batch, self.device))
             with torch.no_grad():
                 t = teacher(**batch)
-            parts = objective(batch, t, arch=net.sample(path_rng(c.seed + 1, index)))
+            parts = wrapped(batch, t, arch=net.sample(path_rng(c.seed + 1, index)))
             parts["loss"].backward()
-            return parts
+            return self.dist.mean(parts)
 
         loop.resume()
         loop.run(train.epoch, step)
-        self.save_supernet(net, "supernet_finetune.pt", head)
-        loop.ckpt_path.unlink(missing_ok=True)
+        if self.dist.is_main:
+            self.save_supernet(net, "supernet_finetune.pt", head)
+            loop.ckpt_path.unlink(missing_ok=True)
 
     # --- stage 3 -----------------------------------------------------------------------------------
     def stage_search(self) -> None:
@@ -604,13 +628,20 @@ class SearchRun:
 
     # --- driver ------------------------------------------------------------------------------------
     def run(self, stages=STAGES) -> Path:
+        """Run the stages not done yet. Under torchrun, stages 1-2 run data-parallel on every rank;
+        the later ones (evaluation-bound) run on rank 0 while the others leave."""
         for stage in stages:
             if self.done(stage):
                 continue
+            if stage not in ("pretrain", "finetune") and not self.dist.is_main:
+                break
             start = time.time()
             getattr(self, f"stage_{stage}")()
             self.times[stage] = time.time() - start
-            self.mark_done(stage, self.times[stage])
+            if self.dist.is_main:
+                self.mark_done(stage, self.times[stage])
+            if stage in ("pretrain", "finetune"):
+                self.dist.barrier()
         return self.dir
 
 
@@ -654,7 +685,12 @@ def main(args: argparse.Namespace) -> int:
     except (ValueError, KeyError) as err:
         print(f"elmlib search: {err}")
         return 2
-    run.run(tuple(s for s in args.stages.split(",") if s))
+    try:
+        run.run(tuple(s for s in args.stages.split(",") if s))
+    finally:
+        run.dist.close()
+    if not run.dist.is_main:
+        return 0
     print((Path(run_dir) / "final_metrics.csv").read_text() if (Path(run_dir) / "final_metrics.csv").exists() else
           f"stages done in {run_dir}")
     return 0

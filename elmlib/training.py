@@ -121,7 +121,8 @@ class TrainLoop:
             derived = self.seed * 1_000_003 + sum(map(ord, self.name))
             torch.manual_seed(derived)
             random.seed(derived)
-            self.log_path.unlink(missing_ok=True)  # a fresh start: no lines from an earlier attempt
+            if self.is_main:
+                self.log_path.unlink(missing_ok=True)  # a fresh start: no lines from an earlier attempt
             return False
         state = load_checkpoint(self.ckpt_path, self.digest)
         self.extra = state["extra"]
