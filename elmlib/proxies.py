@@ -405,17 +405,32 @@ def score_benchmark(entries, *, seed: int = 0, measure: str = "participation", t
     return df, feats
 
 
+#: Baselines read from the architecture description, not the weights (no settings). They are in
+#: the table to show how much of the ranking the search-space descriptors alone explain; the
+#: second one was chosen after a regression of GLUE on the descriptors of this same file
+#: (docs/proxy.md), so its figures are optimistic.
+BASELINES = {
+    "n_layers": lambda df: df["n_layers"].to_numpy(dtype=float),
+    "depth_then_hidden": lambda df: df["n_layers"].to_numpy(dtype=float) * 1e4 + df["hidden_size"].to_numpy(),
+}
+
+
 def correlation_table(df, features, *, scale: str = "smoke", seed: int = 0, folds: int = 5,
                       repeats: int = 20) -> "pd.DataFrame":
     """Tidy table: per proxy and metric, the cross-validated held-out mean and spread (std over
-    folds), the in-sample value on all rows, and the reference figure where one exists."""
+    folds), the in-sample value on all rows, and the reference figure where one exists.
+    Rows for :data:`BASELINES` (descriptor-only rankings) use the same folds."""
     import pandas as pd
 
     out = []
     glue = df["glue"].to_numpy()
-    for name, proxy in PROXIES.items():
-        cv = cross_validate(features, glue, proxy, folds=folds, repeats=repeats, seed=seed)
-        full = rank_correlations(df[name].to_numpy(), glue)
+    candidates = [(name, proxy, features, df[name].to_numpy()) for name, proxy in PROXIES.items()]
+    for name, values in BASELINES.items():
+        v = values(df)
+        candidates.append((name, Proxy(name, lambda x, _: x), list(v), v))
+    for name, proxy, feats, column in candidates:
+        cv = cross_validate(feats, glue, proxy, folds=folds, repeats=repeats, seed=seed)
+        full = rank_correlations(column, glue)
         ref = REFERENCES.get(name)
         settings = cv["setting"].dropna()
         for i, metric in enumerate(("spearman", "kendall")):

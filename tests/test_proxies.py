@@ -10,7 +10,7 @@ import torch
 from elmlib.__main__ import main as cli
 from elmlib.flexibert import Architecture, LayerSpec, build_model, load_benchmark
 from elmlib.proxies import (
-    DEV_SETTINGS, PROXIES, Proxy, bert_role, cross_validate, effective_rank, fit_setting, layerwise_score,
+    BASELINES, DEV_SETTINGS, PROXIES, Proxy, bert_role, cross_validate, effective_rank, fit_setting, layerwise_score,
     participation_rank, proxy_features, score_benchmark, singular_values, zerolm_score,
 )
 
@@ -190,7 +190,7 @@ def test_notebook_runs_at_smoke_scale(tmp_path):
                                         out_dir=str(tmp_path / "out")), cwd=str(ROOT / "notebooks"))
     table = pd.read_csv(tmp_path / "out" / "results" / "proxy_flexibert.csv")
     assert {"proxy", "metric", "value", "spread", "reference_value", "scale", "seed"} <= set(table.columns)
-    assert set(table["proxy"]) == set(PROXIES) and set(table["metric"]) == {"spearman", "kendall"}
+    assert set(table["proxy"]) == set(PROXIES) | set(BASELINES) and set(table["metric"]) == {"spearman", "kendall"}
     assert table["value"].between(-1, 1).all() and (table["scale"] == "smoke").all()
     cv = table[table["evaluation"].str.startswith("cv")]
     assert cv["spread"].between(0, 1).all()
