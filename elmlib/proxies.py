@@ -156,7 +156,7 @@ class ProxyFeatures:
         return d
 
 
-def _is_embedding_param(name: str, model: nn.Module) -> bool:
+def _is_embedding_param(name: str) -> bool:
     return "embeddings" in name.split(".")
 
 
@@ -168,7 +168,7 @@ def num_parameters(model: nn.Module) -> int:
 def num_nonembedding_parameters(model: nn.Module) -> int:
     """Parameters outside any module or attribute named ``embeddings`` (lookup tables, their LayerNorm
     and the embedding projection), i.e. what grows with depth and width, not with the vocabulary."""
-    return sum(p.numel() for n, p in model.named_parameters() if not _is_embedding_param(n, model))
+    return sum(p.numel() for n, p in model.named_parameters() if not _is_embedding_param(n))
 
 
 def _layer_index(name: str) -> int | None:
