@@ -61,6 +61,8 @@ class SearchConfig:
     teacher_lr: float = 5e-5
     teacher_max_steps: int = 0
     # --- stage 3: evolutionary search on the 10% search split ---
+    search_mode: str = "supernet"         # supernet | proxy_assisted (proxy filters proposals) | proxy_only
+    proxy_fraction: float = 0.25          # proxy_assisted: share of proposals the supernet evaluates
     population: int = 50
     generations: int = 40
     crossover_prob: float = 1.0
@@ -89,7 +91,8 @@ class SearchConfig:
 
     def __post_init__(self):
         choices = {"scale": tuple(SCALES), "candidates": ("all", "no_sharing"), "kd": ("relational", "classical"),
-                   "growth_init": ("zero", "normal"), "space": SearchSpace.presets()}
+                   "growth_init": ("zero", "normal"), "space": SearchSpace.presets(),
+                   "search_mode": ("supernet", "proxy_assisted", "proxy_only")}
         for key, allowed in choices.items():
             if getattr(self, key) not in allowed:
                 raise ValueError(f"setting {key}={getattr(self, key)!r} is not allowed; expected one of {allowed}")
@@ -99,7 +102,8 @@ class SearchConfig:
         for key in positive:
             if getattr(self, key) < 1:
                 raise ValueError(f"setting {key}={getattr(self, key)!r} is not allowed; expected >= 1")
-        for key in ("crossover_prob", "mutation_prob", "dropout", "warmup_ratio", "cka_eta", "pca_threshold"):
+        for key in ("crossover_prob", "mutation_prob", "dropout", "warmup_ratio", "cka_eta", "pca_threshold",
+                    "proxy_fraction"):
             if not 0 <= getattr(self, key) <= 1:
                 raise ValueError(f"setting {key}={getattr(self, key)!r} is not allowed; expected a value in [0, 1]")
 

@@ -32,11 +32,15 @@ class EvolutionSettings:
     mutation_prob: float = 0.1  # paper, per layer
     parents: int = 10           # top-k kept as parents (SPOS)
     max_tries: int = 1000       # draws allowed to find one new, within-budget candidate
+    proxy_fraction: float = 1.0  # proxy-assisted: evaluate only this best fraction of proposals
 
     def __post_init__(self):
         for name in ("population", "generations", "parents", "max_tries"):
             if getattr(self, name) < 1:
                 raise ValueError(f"EvolutionSettings.{name}={getattr(self, name)} is not allowed; expected >= 1")
+        if not 0 < self.proxy_fraction <= 1:
+            raise ValueError(f"EvolutionSettings.proxy_fraction={self.proxy_fraction} is not allowed; "
+                             "expected a value in (0, 1]")
         for name in ("crossover_prob", "mutation_prob"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ValueError(f"EvolutionSettings.{name}={getattr(self, name)} is not allowed; expected [0, 1]")
@@ -62,6 +66,7 @@ class EvolutionarySearch:
     seed: int = 0
     settings: EvolutionSettings = field(default_factory=EvolutionSettings)
     state_path: str | Path | None = None
+    proxy: Callable[[Architecture], float] | None = None  # cheap ranking of proposals (higher is better)
 
     def __post_init__(self):
         self.rng = random.Random(self.seed)
@@ -69,6 +74,7 @@ class EvolutionarySearch:
         self.population: list[Genome] = []
         self.generation = 0
         self.rejected_over_budget = 0
+        self.proxy_ranked = 0
         if self.state_path and Path(self.state_path).exists():
             self._load(Path(self.state_path))
 
@@ -117,6 +123,10 @@ class EvolutionarySearch:
             half = size // 2
             makers = ([lambda: self.mutate(self.rng.choice(parents))] * half
                       + [lambda: self.crossover(self.rng.choice(parents), self.rng.choice(parents))] * (size - half))
+        if self.proxy is not None and self.settings.proxy_fraction < 1:
+            # Proxy-assisted: propose 1/fraction times more, keep the best by the proxy.
+            extra = round(len(makers) / self.settings.proxy_fraction)
+            makers = [makers[i % len(makers)] for i in range(extra)]
         children = []
         for make in makers:
             genome = self._new_candidate(make, taken)
@@ -125,6 +135,10 @@ class EvolutionarySearch:
             if genome is not None:
                 children.append(genome)
                 taken.add(genome)
+        if len(children) > size:
+            ranked = sorted(children, key=lambda g: (-self.proxy(self.decode(g)), g))
+            self.proxy_ranked += len(children)
+            children = ranked[:size]
         if not children and self.generation == 0:
             raise ValueError(f"no architecture within the budget {self.budget:.4g} was found in "
                              f"{self.settings.max_tries} draws; raise the budget")
@@ -161,6 +175,7 @@ class EvolutionarySearch:
         version, internal, gauss = self.rng.getstate()
         write_json({
             "seed": self.seed, "generation": self.generation, "rejected_over_budget": self.rejected_over_budget,
+            "proxy_ranked": self.proxy_ranked,
             "rng": [version, list(internal), gauss], "population": [list(g) for g in self.population],
             "evaluated": [{"genome": list(e.genome), "score": e.score, "params": e.params, "generation": e.generation}
                           for e in self.evaluated.values()],
@@ -174,6 +189,7 @@ class EvolutionarySearch:
             version, internal, gauss = state["rng"]
             self.rng.setstate((version, tuple(internal), gauss))
             self.generation, self.rejected_over_budget = state["generation"], state["rejected_over_budget"]
+            self.proxy_ranked = state.get("proxy_ranked", 0)
             self.population = [tuple(g) for g in state["population"]]
             for row in state["evaluated"]:
                 genome = tuple(row["genome"])

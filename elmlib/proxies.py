@@ -56,6 +56,35 @@ def bert_role(name: str) -> str | None:
     return None
 
 
+def elm_role(name: str) -> str | None:
+    """Role of a parameter of an elmlib ``ElmModel``: like :func:`bert_role`, plus MobileBERT's
+    bottleneck projections (they feed attention: mixing) and its stacked FFNs (``ffn.<k>.*``: FFN)."""
+    parts = name.split(".")
+    if "embeddings" in parts or "LayerNorm" in parts or "layer" not in parts:
+        return None
+    rest = parts[parts.index("layer") + 2:]
+    if rest[:1] == ["bottleneck"]:
+        return MIXING
+    if rest[:1] == ["ffn"]:
+        return FFN
+    return bert_role(name)
+
+
+def score_architecture(space, arch, seed: int = 0, proxy: str = "layerwise") -> float:
+    """The recommended proxy of an architecture of elmlib's search space, from a seeded initialisation
+    (no data, no training): what proxy-assisted and proxy-only search rank candidates by."""
+    from elmlib.modeling_elm import ElmModel
+
+    if proxy not in DEV_SETTINGS:
+        raise ValueError(f"proxy={proxy!r} is not allowed; expected one of {sorted(DEV_SETTINGS)}")
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = ElmModel(space.config(arch))
+    features = proxy_features(model, role=elm_role, seed=seed)
+    score = layerwise_score if proxy == "layerwise" else zerolm_score
+    return float(score(features, DEV_SETTINGS[proxy]))
+
+
 def weight_matrices(model: nn.Module, role: Callable[[str], str | None] = bert_role
                     ) -> Iterator[tuple[str, str, torch.Tensor]]:
     """Yield ``(name, role, matrix)`` for every weight matrix with a role.

@@ -441,16 +441,29 @@ class SearchRun:
     def stage_search(self) -> None:
         from .tasks import compute_metrics
 
+        from .proxies import score_architecture
+
         c = self.cfg
-        net, state = self.load_supernet("supernet_finetune.pt")
-        net.to(self.device).eval()
-        head = ElmClassificationHead(self.space.config(uniform_arch(net, *net.candidates[0]),
-                                                       num_labels=self.spec.num_labels))
-        head.load_state_dict(state["head"])
-        head.to(self.device).eval()
-        batches = list(TaskBatches(self.task_split("search", c.search_limit), self.tokenizer(), c.eval_batch_size,
-                                   shuffle=False).epoch())
-        metric = self.spec.metrics[0]
+        proxy_only = c.search_mode == "proxy_only"
+        if proxy_only:  # no supernet training: blocks keep their starting FFN sizes
+            net, head, batches = build_supernet(c, self.space), None, []
+        else:
+            net, state = self.load_supernet("supernet_finetune.pt")
+            net.to(self.device).eval()
+            head = ElmClassificationHead(self.space.config(uniform_arch(net, *net.candidates[0]),
+                                                           num_labels=self.spec.num_labels))
+            head.load_state_dict(state["head"])
+            head.to(self.device).eval()
+            batches = list(TaskBatches(self.task_split("search", c.search_limit), self.tokenizer(),
+                                       c.eval_batch_size, shuffle=False).epoch())
+        metric = "proxy" if proxy_only else self.spec.metrics[0]
+        proxy_cache: dict[str, float] = {}
+
+        def proxy(arch):
+            key = arch.to_json()
+            if key not in proxy_cache:
+                proxy_cache[key] = score_architecture(self.space, arch, seed=c.seed)
+            return proxy_cache[key]
         interrupt = os.environ.get("ELMLIB_INTERRUPT_AT", "")
         stop_after = int(interrupt.split(":")[1]) if interrupt.startswith("search:") else None
         calls = [0]
@@ -463,6 +476,8 @@ class SearchRun:
             calls[0] += 1
             if stop_after is not None and calls[0] > stop_after:
                 raise KeyboardInterrupt(f"search: simulated kill before evaluation {calls[0]}")
+            if proxy_only:
+                return proxy(arch)
             logits, labels = predict(net, head, batches, self.device, arch)
             return compute_metrics(self.spec, logits.numpy(), labels.numpy())[metric]
 
@@ -470,7 +485,9 @@ class SearchRun:
             len(net.layers), len(net.candidates), decode, self.space.num_params, c.budget, score, seed=c.seed,
             settings=EvolutionSettings(population=c.population, generations=c.generations,
                                        crossover_prob=c.crossover_prob, mutation_prob=c.mutation_prob,
-                                       parents=c.parents), state_path=self.dir / "evolution_state.json")
+                                       parents=c.parents,
+                                       proxy_fraction=c.proxy_fraction if c.search_mode == "proxy_assisted" else 1.0),
+            state_path=self.dir / "evolution_state.json", proxy=proxy if c.search_mode == "proxy_assisted" else None)
 
         def table(rows):
             return pd.DataFrame([dict(generation=e.generation, arch=e.arch.to_json(), params=e.params,
@@ -495,15 +512,21 @@ class SearchRun:
         write_history(search)
         write_csv(table(search.pareto_front()), self.dir / "pareto_front.csv")
         best = search.best()
-        write_json({**best.arch.to_dict(), "params": best.params, "score": best.score, "metric": metric},
+        write_json({**best.arch.to_dict(), "params": best.params, "score": best.score, "metric": metric,
+                    "search_mode": c.search_mode, "evaluated": len(search.evaluated),
+                    "proxy_ranked": search.proxy_ranked, "rejected_over_budget": search.rejected_over_budget},
                    self.dir / "arch_searched.json")
 
     # --- stage 4 -----------------------------------------------------------------------------------
     @torch.no_grad()
     def stage_heads(self) -> None:
         c = self.cfg
-        net, _ = self.load_supernet("supernet_finetune.pt")
         arch = Architecture.from_dict({"layers": json.loads((self.dir / "arch_searched.json").read_text())["layers"]})
+        if c.search_mode == "proxy_only":  # no trained weights to measure head redundancy on
+            write_json({**arch.to_dict(), "params": self.space.num_params(arch), "head_search": False},
+                       self.dir / "arch.json")
+            return
+        net, _ = self.load_supernet("supernet_finetune.pt")
         model = net.extract(arch).to(self.device).eval()
         batches = TaskBatches(self.task_split("search", c.search_limit), self.tokenizer(), c.eval_batch_size,
                               shuffle=False)
@@ -529,7 +552,7 @@ class SearchRun:
     # --- stage 5 -----------------------------------------------------------------------------------
     def stage_retrain(self) -> None:
         arch = Architecture.from_dict({"layers": json.loads((self.dir / "arch.json").read_text())["layers"]})
-        self.retrain(arch, self.dir, self.cfg.inherit_weights)
+        self.retrain(arch, self.dir, self.cfg.inherit_weights and self.cfg.search_mode != "proxy_only")
 
     def retrain(self, arch: Architecture, folder: Path, inherit: bool) -> pd.DataFrame:
         """Retrain ``arch`` standalone (pretraining with KD, then task fine-tuning with KD) and evaluate it
@@ -635,6 +658,8 @@ class SearchRun:
                 continue
             if stage not in ("pretrain", "finetune") and not self.dist.is_main:
                 break
+            if stage in ("pretrain", "finetune") and self.cfg.search_mode == "proxy_only":
+                continue  # the proxy ranks untrained architectures
             start = time.time()
             getattr(self, f"stage_{stage}")()
             self.times[stage] = time.time() - start

@@ -82,3 +82,22 @@ def test_errors(tmp_path):
     bad.write_text(json.dumps({"seed": 0}))
     with pytest.raises(ValueError, match="corrupt or from another search"):
         make(1e12, state_path=bad)
+
+
+def test_proxy_assisted_search_evaluates_only_the_proxys_best_proposals():
+    calls = []
+    proxy_calls = []
+
+    def proxy(arch):  # a proxy that agrees with the score
+        proxy_calls.append(arch)
+        return score(arch)
+
+    search = make(budget=1e12, calls=calls, proxy_fraction=0.25)
+    search.proxy = proxy
+    search.run()
+    assert len(calls) <= 12 * 6 and search.proxy_ranked == len(proxy_calls) >= 4 * len(calls) * 0.9
+    plain = make(budget=1e12)
+    plain.run()
+    assert search.best().score >= plain.best().score
+    with pytest.raises(ValueError, match="proxy_fraction=0"):
+        EvolutionSettings(proxy_fraction=0)

@@ -142,3 +142,28 @@ def test_any_architecture_retrains_with_the_same_recipe(uninterrupted, monkeypat
     again = retrain_architecture(resolve_config("smoke", overrides=TINY), arch, uninterrupted, "all_mobilebert")
     pd.testing.assert_frame_equal(again, pd.read_csv(uninterrupted / "baselines" / "all_mobilebert" /
                                                      "final_metrics.csv"))
+
+
+def test_proxy_only_search_skips_supernet_training(tmp_path):
+    cfg = resolve_config("smoke", overrides={**TINY, "search_mode": "proxy_only"})
+    run_search(cfg, tmp_path, progress=False)
+    assert not (tmp_path / "supernet_pretrain.pt").exists() and not (tmp_path / "pretrain.log.jsonl").exists()
+    history = pd.read_csv(tmp_path / "search_history.csv")
+    assert (history.metric == "proxy").all() and (history.params <= cfg.budget).all()
+    searched = json.loads((tmp_path / "arch_searched.json").read_text())
+    assert searched["search_mode"] == "proxy_only" and searched["score"] == history.score.max()
+    assert not json.loads((tmp_path / "arch.json").read_text())["head_search"]
+    metrics = pd.read_csv(tmp_path / "final_metrics.csv")
+    assert not metrics.inherit_weights[0] and 0 <= metrics.value[0] <= 1
+
+
+def test_proxy_assisted_search_reuses_the_trained_supernet(tmp_path, uninterrupted):
+    import shutil
+
+    cfg = resolve_config("smoke", overrides={**TINY, "search_mode": "proxy_assisted", "proxy_fraction": 0.5})
+    for name in ("supernet_finetune.pt", "pretrain.done.json", "finetune.done.json"):
+        shutil.copy(uninterrupted / name, tmp_path / name)
+    run_search(cfg, tmp_path, progress=False, stages=("search",))
+    searched = json.loads((tmp_path / "arch_searched.json").read_text())
+    assert searched["search_mode"] == "proxy_assisted" and searched["proxy_ranked"] >= 2 * searched["evaluated"] - 2
+    assert searched["evaluated"] <= 4 * 2
