@@ -40,6 +40,7 @@ test-all: setup
 
 bench: setup
 	$(BIN)/python benchmarks/bench_supernet.py
+	$(BIN)/python benchmarks/bench_search.py --scale $(SCALE)
 
 clean:
 	rm -rf $(VENV) .pytest_cache runs notebooks/executed

@@ -128,7 +128,7 @@ SCALES: dict[str, dict[str, Any]] = {
     "small": dict(space="small", pretrain_epochs=4, pretrain_steps=150, pretrain_batch_size=32, max_length=128,
                   finetune_epochs=2, finetune_steps=100, finetune_batch_size=32, train_limit=4000,
                   teacher_epochs=1, teacher_max_steps=300, population=20, generations=8, parents=5,
-                  search_limit=256, pca_batches=4, cka_batches=4, retrain_pretrain_epochs=2,
+                  search_limit=256, pca_batches=2, cka_batches=4, retrain_pretrain_epochs=2,
                   retrain_pretrain_steps=150, retrain_finetune_epochs=2, retrain_finetune_steps=100,
                   dev_limit=1000, checkpoint_every=50, latency_repeats=20, growth_k=21),
     # ~3 minutes on 2 CPU cores: the whole pipeline at toy widths.

@@ -307,7 +307,9 @@ class SearchRun:
             wrapped[0] = objective
             gc.collect()
             # Every rank scores the same batches and so grows the same blocks.
+            start = time.perf_counter()
             rows = self.pca_scores(net, pca_batches, epoch)
+            loop.extra["pca_seconds"] = loop.extra.get("pca_seconds", 0.0) + time.perf_counter() - start
             grown = self.grow(net, rows, k, limit, epoch, loop.optimizer) if c.dynamic_ffn else []
             if self.dist.is_main:
                 self.upsert(self.dir / "pca_scores.csv", rows, epoch)
@@ -319,7 +321,13 @@ class SearchRun:
             wrapped[0] = self.dist.wrap(objective)
         loop.run(lambda e: train.set_epoch(e) or iter(train), step, end_of_epoch)
         if self.dist.is_main:
+            start = time.perf_counter()
             self.block_similarity(net, pca_batches)
+            write_json({"pca_seconds": loop.extra.get("pca_seconds", 0.0),
+                        "block_similarity_seconds": time.perf_counter() - start,
+                        "train_step_seconds": sum(json.loads(line)["seconds"]
+                                                  for line in loop.log_path.read_text().splitlines())},
+                       self.dir / "pretrain_timings.json")
             self.save_supernet(net, "supernet_pretrain.pt")
             loop.ckpt_path.unlink(missing_ok=True)
 
