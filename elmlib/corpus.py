@@ -18,7 +18,6 @@ import json
 import re
 import unicodedata
 import xml.etree.ElementTree as ET
-from pathlib import Path
 from typing import Iterable, Iterator
 
 import numpy as np

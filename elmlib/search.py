@@ -28,7 +28,6 @@ from pathlib import Path
 
 import pandas as pd
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from .analysis import MinibatchCKA, PCAAccumulator, block_similarity, head_number, latency_ms
@@ -39,8 +38,9 @@ from .files import project_root, write_csv, write_json, write_result
 from .growth import grow_ffn
 from .losses import DistillationLoss
 from .modeling_elm import ElmClassificationHead, ElmForMaskedLM, ElmForSequenceClassification, sdpa_mask
+from .objective import Objective, TaskBatches, predict, subset, to_device
 from .space import CANDIDATES, Architecture, LayerChoice, SearchSpace
-from .supernet import Supernet, candidate_key, init_weights
+from .supernet import Supernet, init_weights
 from .training import TrainLoop, adamw, path_rng
 
 STAGES = ("pretrain", "finetune", "search", "heads", "retrain")
@@ -52,10 +52,6 @@ def device_for(cfg: SearchConfig) -> torch.device:
     if cfg.device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(cfg.device)
-
-
-def to_device(batch: dict, device: torch.device) -> dict:
-    return {k: v.to(device) for k, v in batch.items()}
 
 
 def candidates_of(cfg: SearchConfig) -> tuple[tuple[str, str], ...]:
@@ -73,104 +69,6 @@ def budget_bounds(cfg: SearchConfig, space: SearchSpace) -> tuple[int, int]:
 def build_supernet(cfg: SearchConfig, space: SearchSpace) -> Supernet:
     return Supernet(space, candidates=candidates_of(cfg), seed=cfg.seed,
                     hidden_dropout_prob=cfg.dropout, attention_probs_dropout_prob=cfg.dropout)
-
-
-def ffn_sizes(net: Supernet) -> dict[str, int]:
-    return {f"{i}/{candidate_key(b, s)}": net.ffn_dim(i, b, s) for i in range(len(net.layers)) for b, s in net.candidates}
-
-
-def resize_supernet(net: Supernet, sizes: dict[str, int]) -> None:
-    """Grow blocks to recorded sizes (before loading a checkpoint of a grown supernet)."""
-    for key, size in sizes.items():
-        layer, name = key.split("/")
-        block = net.layers[int(layer)][name]
-        if block.intermediate.dense.weight.shape[0] < size:
-            grow_ffn(block, size)
-
-
-def uniform_arch(net: Supernet, block: str, sharing: str) -> Architecture:
-    return Architecture(tuple(LayerChoice(block, sharing, net.ffn_dim(i, block, sharing), net.space.num_heads)
-                              for i in range(len(net.layers))))
-
-
-def subset(ds, limit: int, seed: int):
-    """A seeded subset of ``limit`` rows (all rows when limit is 0)."""
-    if not limit or limit >= len(ds):
-        return ds
-    order = torch.randperm(len(ds), generator=torch.Generator().manual_seed(seed))[:limit]
-    return ds.select(sorted(order.tolist()))
-
-
-class TaskBatches:
-    """Dynamic-padding batches of a tokenized task split; epoch e is shuffled with seed (seed, e)."""
-
-    def __init__(self, ds, tokenizer, batch_size: int, seed: int = 0, shuffle: bool = True):
-        from transformers import DataCollatorWithPadding
-
-        cols = ["input_ids", "token_type_ids", "attention_mask", "labels"]
-        self.rows = [dict(zip(cols, values)) for values in zip(*(ds[c] for c in cols))]
-        self.collate = DataCollatorWithPadding(tokenizer, return_tensors="pt")
-        self.batch_size, self.seed, self.shuffle = batch_size, seed, shuffle
-
-    def __len__(self) -> int:
-        return len(self.rows) // self.batch_size if self.shuffle else -(-len(self.rows) // self.batch_size)
-
-    def epoch(self, epoch: int = 0):
-        if self.shuffle:
-            order = torch.randperm(len(self.rows), generator=torch.Generator().manual_seed(self.seed * 1_000_003 + epoch))
-        else:
-            order = torch.arange(len(self.rows))
-        for i in range(len(self)):
-            yield self.collate([self.rows[j] for j in order[i * self.batch_size:(i + 1) * self.batch_size]])
-
-
-class Objective(nn.Module):
-    """What trains in one stage: an encoder (a supernet path or a standalone ElmModel), a head and the
-    KD projections; ``forward`` returns the loss parts (everything differentiable runs inside it)."""
-
-    def __init__(self, encoder: nn.Module, head: nn.Module, kd: DistillationLoss, kind: str, task_weight: float,
-                 denominator=lambda count: count):
-        super().__init__()
-        self.encoder, self.head, self.kd, self.kind, self.task_weight = encoder, head, kd, kind, task_weight
-        self.denominator = denominator  # data parallel: the global number of masked tokens / world
-
-    def forward(self, batch: dict, teacher_out=None, arch: Architecture | None = None):
-        need_attn = teacher_out is not None and self.kd.attn_weight > 0
-        kwargs = dict(attention_mask=batch["attention_mask"], token_type_ids=batch.get("token_type_ids"),
-                      output_hidden_states=teacher_out is not None, output_attentions=need_attn)
-        out = self.encoder(batch["input_ids"], arch=arch, **kwargs) if arch is not None else \
-            self.encoder(batch["input_ids"], **kwargs)
-        labels = batch["labels"]
-        if self.kind == "mlm":
-            masked = labels != -100  # decode only masked positions: the vocab projection dominates
-            logits = self.head(out.last_hidden_state[masked])
-            task = F.cross_entropy(logits, labels[masked], reduction="sum") / self.denominator(masked.sum())
-        else:
-            logits = self.head(out.last_hidden_state)
-            task = (F.mse_loss(logits.squeeze(-1), labels.float()) if self.kind == "regression"
-                    else F.cross_entropy(logits, labels))
-        parts = {"task": task}
-        total = self.task_weight * task
-        if teacher_out is not None:
-            kd = self.kd(out.hidden_states[1:], teacher_out.hidden_states[1:],
-                         out.attentions or (), (teacher_out.attentions or ()) if need_attn else (),
-                         None if self.kind == "mlm" else logits, None if self.kind == "mlm" else teacher_out.logits)
-            total = total + kd.pop("total")
-            parts.update({f"kd_{k}": v for k, v in kd.items()})
-        parts["loss"] = total
-        return parts
-
-
-@torch.no_grad()
-def predict(encoder, head, batches, device, arch: Architecture | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    logits, labels = [], []
-    for batch in batches:
-        batch = to_device(batch, device)
-        kw = dict(attention_mask=batch["attention_mask"], token_type_ids=batch["token_type_ids"])
-        out = encoder(batch["input_ids"], arch=arch, **kw) if arch is not None else encoder(batch["input_ids"], **kw)
-        logits.append(head(out.last_hidden_state).float().cpu())
-        labels.append(batch["labels"].cpu())
-    return torch.cat(logits), torch.cat(labels)
 
 
 # --------------------------------------------------------------------------- the run
@@ -261,13 +159,13 @@ class SearchRun:
         from .files import atomic_write
 
         with atomic_write(self.dir / name, "wb") as f:
-            torch.save({"ffn": ffn_sizes(net), "supernet": net.state_dict(),
+            torch.save({"ffn": net.ffn_sizes(), "supernet": net.state_dict(),
                         "head": None if head is None else head.state_dict()}, f)
 
     def load_supernet(self, name: str) -> tuple[Supernet, dict]:
         state = torch.load(self.dir / name, map_location="cpu", weights_only=False)
         net = build_supernet(self.cfg, self.space)
-        resize_supernet(net, state["ffn"])
+        net.grow_to(state["ffn"])
         net.load_state_dict(state["supernet"])
         return net, state
 
@@ -290,7 +188,7 @@ class SearchRun:
                          c.pretrain_epochs, c.pretrain_steps or len(train))
         k = max(1, c.growth_k // 3) if c.candidates == "no_sharing" else c.growth_k
         limit = c.growth_limit or self.growth_cap(net)
-        loop.extra["ffn"] = ffn_sizes(net)
+        loop.extra["ffn"] = net.ffn_sizes()
 
         def step(batch, index):
             batch = self.dist.shard(to_device(batch, self.device))
@@ -314,10 +212,10 @@ class SearchRun:
             if self.dist.is_main:
                 self.upsert(self.dir / "pca_scores.csv", rows, epoch)
                 self.upsert(self.dir / "growth.csv", grown, epoch)
-            loop.extra["ffn"] = ffn_sizes(net)
+            loop.extra["ffn"] = net.ffn_sizes()
             wrapped[0] = self.dist.wrap(objective)
 
-        if loop.resume(lambda extra: resize_supernet(net, extra["ffn"])):
+        if loop.resume(lambda extra: net.grow_to(extra["ffn"])):
             wrapped[0] = self.dist.wrap(objective)
         loop.run(lambda e: train.set_epoch(e) or iter(train), step, end_of_epoch)
         if self.dist.is_main:
@@ -344,7 +242,7 @@ class SearchRun:
         net.eval()
         rows = []
         for b, s in net.candidates:
-            arch = uniform_arch(net, b, s)
+            arch = net.uniform_path(b, s)
             accs = [PCAAccumulator() for _ in arch.layers]
             for batch in batches:
                 batch = to_device(batch, self.device)
@@ -417,7 +315,7 @@ class SearchRun:
         teacher = self.dist.main_first(self.task_teacher)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(c.seed)
-            head = ElmClassificationHead(self.space.config(uniform_arch(net, *net.candidates[0]),
+            head = ElmClassificationHead(self.space.config(net.uniform_path(*net.candidates[0]),
                                                            num_labels=self.spec.num_labels,
                                                            hidden_dropout_prob=c.dropout))
             init_weights(head, 0.02)
@@ -458,7 +356,7 @@ class SearchRun:
         else:
             net, state = self.load_supernet("supernet_finetune.pt")
             net.to(self.device).eval()
-            head = ElmClassificationHead(self.space.config(uniform_arch(net, *net.candidates[0]),
+            head = ElmClassificationHead(self.space.config(net.uniform_path(*net.candidates[0]),
                                                            num_labels=self.spec.num_labels))
             head.load_state_dict(state["head"])
             head.to(self.device).eval()

@@ -79,6 +79,26 @@ class Supernet(nn.Module):
         """The block's current (allocated) FFN dimension."""
         return self.block(layer, block, sharing).intermediate.dense.weight.shape[0]
 
+    def ffn_sizes(self) -> dict[str, int]:
+        """Every block's current FFN size, keyed ``"<layer>/<block>_<sharing>"`` (the growth state)."""
+        return {f"{i}/{candidate_key(b, s)}": self.ffn_dim(i, b, s)
+                for i in range(len(self.layers)) for b, s in self.candidates}
+
+    def grow_to(self, sizes: dict[str, int]) -> None:
+        """Grow blocks to recorded sizes, e.g. before loading the state of a grown supernet."""
+        from .growth import grow_ffn
+
+        for key, size in sizes.items():
+            layer, name = key.split("/")
+            block = self.layers[int(layer)][name]
+            if block.intermediate.dense.weight.shape[0] < size:
+                grow_ffn(block, size)
+
+    def uniform_path(self, block: str, sharing: str) -> Architecture:
+        """Every layer on the same candidate, at its current FFN size (PCA scoring runs these)."""
+        return Architecture(tuple(LayerChoice(block, sharing, self.ffn_dim(i, block, sharing), self.space.num_heads)
+                                  for i in range(len(self.layers))))
+
     def sample(self, rng: random.Random) -> Architecture:
         """A uniformly sampled path with every block at its current FFN dim and the starting head number."""
         if not isinstance(rng, random.Random):

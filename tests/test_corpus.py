@@ -1,5 +1,4 @@
 """Pretraining corpus, packing, masked-LM batches, tokenizers and the tokenized-split cache."""
-import numpy as np
 import pytest
 import torch
 

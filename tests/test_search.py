@@ -5,9 +5,9 @@ import pandas as pd
 import pytest
 import torch
 
-from elmlib.config import SearchConfig, parse_budget, parse_sets, resolve_config
+from elmlib.config import parse_budget, parse_sets, resolve_config
 from elmlib.search import SearchRun, run_search
-from elmlib.training import Interrupted, load_checkpoint, save_checkpoint
+from elmlib.training import load_checkpoint, save_checkpoint
 
 # A few steps of everything: the whole pipeline in seconds.
 TINY = dict(max_length=32, pretrain_epochs=2, pretrain_steps=4, pretrain_batch_size=8, finetune_steps=3,

@@ -1,0 +1,100 @@
+"""What trains and what is measured in a search stage: dynamic-padding task batches, the combined
+task + KD objective (paper Sec. III-D) around a supernet path or a standalone encoder, prediction.
+
+    batches = TaskBatches(tokenized_split, tokenizer, batch_size=32, seed=0)
+    objective = Objective(net, head, DistillationLoss(...), "classification", task_weight=1.0)
+    parts = objective(batch, teacher_outputs, arch=path); parts["loss"].backward()
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .losses import DistillationLoss
+from .space import Architecture
+
+
+def to_device(batch: dict, device: torch.device) -> dict:
+    return {k: v.to(device) for k, v in batch.items()}
+
+
+
+def subset(ds, limit: int, seed: int):
+    """A seeded subset of ``limit`` rows (all rows when limit is 0)."""
+    if not limit or limit >= len(ds):
+        return ds
+    order = torch.randperm(len(ds), generator=torch.Generator().manual_seed(seed))[:limit]
+    return ds.select(sorted(order.tolist()))
+
+
+class TaskBatches:
+    """Dynamic-padding batches of a tokenized task split; epoch e is shuffled with seed (seed, e)."""
+
+    def __init__(self, ds, tokenizer, batch_size: int, seed: int = 0, shuffle: bool = True):
+        from transformers import DataCollatorWithPadding
+
+        cols = ["input_ids", "token_type_ids", "attention_mask", "labels"]
+        self.rows = [dict(zip(cols, values)) for values in zip(*(ds[c] for c in cols))]
+        self.collate = DataCollatorWithPadding(tokenizer, return_tensors="pt")
+        self.batch_size, self.seed, self.shuffle = batch_size, seed, shuffle
+
+    def __len__(self) -> int:
+        return len(self.rows) // self.batch_size if self.shuffle else -(-len(self.rows) // self.batch_size)
+
+    def epoch(self, epoch: int = 0):
+        if self.shuffle:
+            order = torch.randperm(len(self.rows), generator=torch.Generator().manual_seed(self.seed * 1_000_003 + epoch))
+        else:
+            order = torch.arange(len(self.rows))
+        for i in range(len(self)):
+            yield self.collate([self.rows[j] for j in order[i * self.batch_size:(i + 1) * self.batch_size]])
+
+
+class Objective(nn.Module):
+    """What trains in one stage: an encoder (a supernet path or a standalone ElmModel), a head and the
+    KD projections; ``forward`` returns the loss parts (everything differentiable runs inside it)."""
+
+    def __init__(self, encoder: nn.Module, head: nn.Module, kd: DistillationLoss, kind: str, task_weight: float,
+                 denominator=lambda count: count):
+        super().__init__()
+        self.encoder, self.head, self.kd, self.kind, self.task_weight = encoder, head, kd, kind, task_weight
+        self.denominator = denominator  # data parallel: the global number of masked tokens / world
+
+    def forward(self, batch: dict, teacher_out=None, arch: Architecture | None = None):
+        need_attn = teacher_out is not None and self.kd.attn_weight > 0
+        kwargs = dict(attention_mask=batch["attention_mask"], token_type_ids=batch.get("token_type_ids"),
+                      output_hidden_states=teacher_out is not None, output_attentions=need_attn)
+        out = self.encoder(batch["input_ids"], arch=arch, **kwargs) if arch is not None else \
+            self.encoder(batch["input_ids"], **kwargs)
+        labels = batch["labels"]
+        if self.kind == "mlm":
+            masked = labels != -100  # decode only masked positions: the vocab projection dominates
+            logits = self.head(out.last_hidden_state[masked])
+            task = F.cross_entropy(logits, labels[masked], reduction="sum") / self.denominator(masked.sum())
+        else:
+            logits = self.head(out.last_hidden_state)
+            task = (F.mse_loss(logits.squeeze(-1), labels.float()) if self.kind == "regression"
+                    else F.cross_entropy(logits, labels))
+        parts = {"task": task}
+        total = self.task_weight * task
+        if teacher_out is not None:
+            kd = self.kd(out.hidden_states[1:], teacher_out.hidden_states[1:],
+                         out.attentions or (), (teacher_out.attentions or ()) if need_attn else (),
+                         None if self.kind == "mlm" else logits, None if self.kind == "mlm" else teacher_out.logits)
+            total = total + kd.pop("total")
+            parts.update({f"kd_{k}": v for k, v in kd.items()})
+        parts["loss"] = total
+        return parts
+
+
+@torch.no_grad()
+def predict(encoder, head, batches, device, arch: Architecture | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    logits, labels = [], []
+    for batch in batches:
+        batch = to_device(batch, device)
+        kw = dict(attention_mask=batch["attention_mask"], token_type_ids=batch["token_type_ids"])
+        out = encoder(batch["input_ids"], arch=arch, **kw) if arch is not None else encoder(batch["input_ids"], **kw)
+        logits.append(head(out.last_hidden_state).float().cpu())
+        labels.append(batch["labels"].cpu())
+    return torch.cat(logits), torch.cat(labels)
