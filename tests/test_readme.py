@@ -1,0 +1,17 @@
+"""The README's Python example runs as written."""
+import re
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_readme_api_example_runs(tmp_path, monkeypatch):
+    text = (ROOT / "README.md").read_text()
+    section = text[text.index("## The API in ten lines"):]
+    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    assert len(code.strip().splitlines()) <= 10
+    monkeypatch.chdir(tmp_path)
+    namespace: dict = {}
+    exec(compile(code, "README.md", "exec"), namespace)
+    assert (tmp_path / "my-elm" / "model.safetensors").exists()
+    assert type(namespace["reloaded"]).__name__ == "ElmModel"
