@@ -10,6 +10,7 @@ Shang Wang, ICME 2025, arXiv 2510.27037).
 from transformers import (
     AutoConfig,
     AutoModel,
+    AutoModelForCausalLM,
     AutoModelForMaskedLM,
     AutoModelForQuestionAnswering,
     AutoModelForSequenceClassification,
@@ -19,6 +20,7 @@ from .configuration_elm import ElmConfig
 from .growth import grow_ffn
 from .modeling_elm import (
     BertBlock,
+    ElmForCausalLM,
     ElmForMaskedLM,
     ElmForQuestionAnswering,
     ElmForSequenceClassification,
@@ -36,13 +38,14 @@ __version__ = "0.1.0"
 AutoConfig.register("elm", ElmConfig, exist_ok=True)
 ElmConfig.register_for_auto_class()
 for _auto, _model in ((AutoModel, ElmModel), (AutoModelForMaskedLM, ElmForMaskedLM),
+                      (AutoModelForCausalLM, ElmForCausalLM),
                       (AutoModelForSequenceClassification, ElmForSequenceClassification),
                       (AutoModelForQuestionAnswering, ElmForQuestionAnswering)):
     _auto.register(ElmConfig, _model, exist_ok=True)
     _model.register_for_auto_class(_auto.__name__)
 
 __all__ = [
-    "Architecture", "BertBlock", "CANDIDATES", "ElmConfig", "ElmForMaskedLM", "ElmForQuestionAnswering",
+    "Architecture", "BertBlock", "CANDIDATES", "ElmConfig", "ElmForCausalLM", "ElmForMaskedLM", "ElmForQuestionAnswering",
     "ElmForSequenceClassification", "ElmModel", "LayerChoice", "MobileBertBlock", "SearchSpace", "Supernet",
     "grow_ffn",
 ]

@@ -46,6 +46,7 @@ class ElmConfig(PretrainedConfig):
         classifier_dropout: float | None = None,
         pad_token_id: int = 0,
         tie_word_embeddings: bool = True,
+        is_causal: bool = False,
         **kwargs,
     ):
         if layers is None:
@@ -65,6 +66,8 @@ class ElmConfig(PretrainedConfig):
         self.mobilebert_num_ffn = mobilebert_num_ffn
         self.mobilebert_norm = mobilebert_norm
         self.classifier_dropout = classifier_dropout
+        # Causal (left-to-right) self-attention, for ElmForCausalLM (paper Sec. V, causal-LM transfer).
+        self.is_causal = bool(is_causal)
         # Names other transformers utilities look for.
         self.num_hidden_layers = len(self.layers)
         self.num_attention_heads = max(int(layer["heads"]) for layer in self.layers)

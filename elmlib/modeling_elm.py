@@ -23,9 +23,11 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 from torch import nn
-from transformers import PreTrainedModel
+from transformers import GenerationMixin, PreTrainedModel
 from transformers.activations import ACT2FN
+from transformers.cache_utils import Cache, DynamicCache
 from transformers.modeling_outputs import (
+    CausalLMOutputWithPast,
     MaskedLMOutput,
     ModelOutput,
     QuestionAnsweringModelOutput,
@@ -81,7 +83,11 @@ class SelfAttention(nn.Module):
             self.value = nn.Linear(v_in, width)
         self.sharing, self.width, self.num_heads, self.dropout_p = sharing, width, heads, dropout
 
-    def forward(self, qk_in, v_in, mask, heads=None, need_probs=False):
+    def forward(self, qk_in, v_in, mask, heads=None, need_probs=False, cache: Cache | None = None,
+                layer_idx: int | None = None, is_causal: bool = False):
+        """``mask``: boolean (True = attend) or None; ``is_causal`` (only with ``mask=None``): the
+        lower-triangular mask of a cache-less causal pass. ``cache`` appends this call's keys and values
+        (a transformers ``Cache``, slot ``layer_idx``) and attends over all of them."""
         batch, length, _ = qk_in.shape
         heads = heads or self.num_heads
         if self.width % heads:
@@ -90,10 +96,15 @@ class SelfAttention(nn.Module):
         k = self.key(qk_in)
         v = q if self.sharing == "qv" else k if self.sharing == "kv" else self.value(v_in)
         q, k, v = (t.view(batch, length, heads, -1).transpose(1, 2) for t in (q, k, v))
+        if cache is not None:  # with Q=V / K=V sharing the cached values are the shared projection
+            k, v = cache.update(k, v, layer_idx)
         p = self.dropout_p if self.training else 0.0
         if not need_probs:  # fused kernel on the fast path
-            return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p), None
+            return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p,
+                                                  is_causal=is_causal and mask is None), None
         scores = q @ k.transpose(-1, -2) * q.shape[-1] ** -0.5
+        if is_causal and mask is None:
+            mask = torch.ones(length, k.shape[2], dtype=torch.bool, device=q.device).tril(k.shape[2] - length)
         if mask is not None:
             scores = scores.masked_fill(~mask, torch.finfo(scores.dtype).min)
         probs = scores.softmax(-1)
@@ -138,9 +149,9 @@ class BertBlock(nn.Module):
         return [(self.intermediate.dense, self.output.dense)]
 
     def forward(self, x, mask=None, heads=None, ffn_dim=None, need_attn=False, need_heads=False,
-                need_ffn=False) -> BlockOutput:
+                need_ffn=False, cache=None, layer_idx=None, is_causal=False) -> BlockOutput:
         att = self.attention
-        ctx, probs = att.self(x, x, mask, heads, need_attn)
+        ctx, probs = att.self(x, x, mask, heads, need_attn, cache, layer_idx, is_causal)
         a = att.output.LayerNorm(att.output.dropout(att.output.dense(_merge_heads(ctx))) + x)
         inter, o = elastic_ffn(self.intermediate.dense, self.output.dense, self.act, a, ffn_dim)
         out = self.output.LayerNorm(self.output.dropout(o) + a)
@@ -190,11 +201,12 @@ class MobileBertBlock(nn.Module):
         return stacked + [(self.intermediate.dense, self.output.dense)]
 
     def forward(self, x, mask=None, heads=None, ffn_dim=None, need_attn=False, need_heads=False,
-                need_ffn=False) -> BlockOutput:
+                need_ffn=False, cache=None, layer_idx=None, is_causal=False) -> BlockOutput:
         layer_input = self.bottleneck.input.LayerNorm(self.bottleneck.input.dense(x))
         shared = self.bottleneck.attention.LayerNorm(self.bottleneck.attention.dense(x))
         att = self.attention
-        ctx, probs = att.self(shared, x if self.sharing == "none" else shared, mask, heads, need_attn)
+        ctx, probs = att.self(shared, x if self.sharing == "none" else shared, mask, heads, need_attn, cache,
+                              layer_idx, is_causal)
         a = att.output.LayerNorm(att.output.dense(_merge_heads(ctx)) + layer_input)
         for stacked in getattr(self, "ffn", []):
             _, o = elastic_ffn(stacked.intermediate.dense, stacked.output.dense, self.act, a, ffn_dim)
@@ -248,6 +260,7 @@ class ElmModelOutput(ModelOutput):
     attentions: tuple[torch.Tensor, ...] | None = None
     head_outputs: tuple[torch.Tensor, ...] | None = None
     ffn_hidden_states: tuple[torch.Tensor, ...] | None = None
+    past_key_values: Cache | None = None
 
 
 def sdpa_mask(attention_mask: torch.Tensor | None) -> torch.Tensor | None:
@@ -257,12 +270,48 @@ def sdpa_mask(attention_mask: torch.Tensor | None) -> torch.Tensor | None:
     return attention_mask.bool()[:, None, None, :]
 
 
+def causal_positions(attention_mask: torch.Tensor | None, past: int, length: int, device=None) -> torch.Tensor:
+    """Position ids of the ``length`` new tokens after ``past`` cached ones; with (left) padding in the
+    (B, past + length) ``attention_mask``, positions count real tokens only, so a padded prompt gets
+    the same positions as an unpadded one."""
+    if attention_mask is None or bool(attention_mask.all()):
+        return torch.arange(past, past + length, device=device)[None]
+    return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)[:, -length:]
+
+
+def causal_mask(attention_mask: torch.Tensor | None, past: int, length: int, device=None):
+    """(mask, is_causal) for ``length`` queries after ``past`` cached keys: query i sees keys <= past + i.
+
+    Without padding the fused kernel's own causal mask is used (``is_causal``; none at all for one new
+    token). With padding, a boolean (B, 1, length, past + length) mask; every query may also see its own
+    key, so a padding query never has an empty row (whose softmax would be NaN and leak into the cache)."""
+    padded = attention_mask is not None and not bool(attention_mask.all())
+    if not padded:
+        if length == 1:
+            return None, False
+        if past == 0:
+            return None, True
+    total = past + length
+    query_pos = torch.arange(past, total, device=device)[:, None]
+    key_pos = torch.arange(total, device=device)[None, :]
+    allowed = (key_pos <= query_pos)[None, None]
+    if padded:
+        if attention_mask.shape[-1] != total:
+            raise ValueError(f"attention_mask has {attention_mask.shape[-1]} columns; expected past + new = {total}")
+        allowed = (allowed & attention_mask.bool()[:, None, None, :]) | (key_pos == query_pos)[None, None]
+    return allowed, False
+
+
 def run_layers(x, blocks, settings, mask, output_hidden_states=False, output_attentions=False,
-               output_head_outputs=False, output_ffn_hidden=False) -> ElmModelOutput:
-    """Run ``blocks`` in order; ``settings`` gives each block's (heads, ffn_dim). Shared by model and supernet."""
+               output_head_outputs=False, output_ffn_hidden=False, cache: Cache | None = None,
+               is_causal: bool = False) -> ElmModelOutput:
+    """Run ``blocks`` in order; ``settings`` gives each block's (heads, ffn_dim). Shared by model and supernet.
+
+    ``cache`` (causal models) holds one key/value slot per block, in order."""
     hidden, attn, heads_out, ffn = ([x] if output_hidden_states else None), [], [], []
-    for block, (heads, ffn_dim) in zip(blocks, settings):
-        out = block(x, mask, heads, ffn_dim, output_attentions, output_head_outputs, output_ffn_hidden)
+    for i, (block, (heads, ffn_dim)) in enumerate(zip(blocks, settings)):
+        out = block(x, mask, heads, ffn_dim, output_attentions, output_head_outputs, output_ffn_hidden,
+                    cache, i, is_causal)
         x = out.hidden
         if output_hidden_states:
             hidden.append(x)
@@ -275,6 +324,7 @@ def run_layers(x, blocks, settings, mask, output_hidden_states=False, output_att
         attentions=tuple(attn) if output_attentions else None,
         head_outputs=tuple(heads_out) if output_head_outputs else None,
         ffn_hidden_states=tuple(ffn) if output_ffn_hidden else None,
+        past_key_values=cache,
     )
 
 
@@ -294,7 +344,10 @@ class ElmPreTrainedModel(PreTrainedModel):
 
 
 class ElmModel(ElmPreTrainedModel):
-    """The encoder: factorized embeddings + one block per layer of ``config.layers``. No pooler."""
+    """The encoder: factorized embeddings + one block per layer of ``config.layers``. No pooler.
+
+    With ``config.is_causal`` (set by ``ElmForCausalLM``) attention is left-to-right and a key/value
+    cache (``past_key_values``, a transformers ``Cache``) may carry earlier tokens."""
 
     def __init__(self, config: ElmConfig):
         super().__init__(config)
@@ -312,11 +365,29 @@ class ElmModel(ElmPreTrainedModel):
 
     def forward(self, input_ids, attention_mask=None, token_type_ids=None, position_ids=None,
                 output_hidden_states=False, output_attentions=False, output_head_outputs=False,
-                output_ffn_hidden=False, return_dict=True, **kwargs) -> ElmModelOutput:
-        x = self.embeddings(input_ids, token_type_ids, position_ids)
+                output_ffn_hidden=False, return_dict=True, past_key_values: Cache | None = None,
+                use_cache: bool | None = None, **kwargs) -> ElmModelOutput:
         settings = [(int(l["heads"]), None) for l in self.config.layers]
-        out = run_layers(x, self.encoder.layer, settings, sdpa_mask(attention_mask), output_hidden_states,
-                         output_attentions, output_head_outputs, output_ffn_hidden)
+        if not getattr(self.config, "is_causal", False):
+            if past_key_values is not None or use_cache:
+                raise ValueError("past_key_values/use_cache need a causal model (config.is_causal=True)")
+            x = self.embeddings(input_ids, token_type_ids, position_ids)
+            out = run_layers(x, self.encoder.layer, settings, sdpa_mask(attention_mask), output_hidden_states,
+                             output_attentions, output_head_outputs, output_ffn_hidden)
+            return out if return_dict else out.to_tuple()
+        if use_cache and past_key_values is None:
+            past_key_values = DynamicCache()
+        past = past_key_values.get_seq_length() if past_key_values is not None else 0
+        length = input_ids.shape[1]
+        if past + length > self.config.max_position_embeddings:
+            raise ValueError(f"sequence length {past + length} (cached {past} + new {length}) exceeds "
+                             f"max_position_embeddings={self.config.max_position_embeddings}")
+        if position_ids is None:
+            position_ids = causal_positions(attention_mask, past, length, input_ids.device)
+        x = self.embeddings(input_ids, token_type_ids, position_ids)
+        mask, is_causal = causal_mask(attention_mask, past, length, input_ids.device)
+        out = run_layers(x, self.encoder.layer, settings, mask, output_hidden_states, output_attentions,
+                         output_head_outputs, output_ffn_hidden, past_key_values, is_causal)
         return out if return_dict else out.to_tuple()
 
 
@@ -354,6 +425,47 @@ class ElmForMaskedLM(ElmPreTrainedModel):
         logits = self.predictions(out.last_hidden_state)
         loss = None if labels is None else F.cross_entropy(logits.flatten(0, 1), labels.flatten(), ignore_index=-100)
         return MaskedLMOutput(loss=loss, logits=logits, hidden_states=out.hidden_states, attentions=out.attentions)
+
+
+class ElmForCausalLM(ElmPreTrainedModel, GenerationMixin):
+    """A causal LM of any architecture of the space (paper Sec. V, causal-LM transfer).
+
+    Left-to-right attention with a key/value cache (``generate()`` works as with any transformers
+    causal LM) and the masked-LM head's structure: hidden -> embedding_size -> the decoder tied to the
+    word embeddings, so the factorized embedding table is the output table too. The head and encoder
+    keep ``ElmForMaskedLM``'s names: a masked-LM checkpoint's weights load into this model directly.
+    """
+
+    _tied_weights_keys = {"predictions.decoder.weight": "elm.embeddings.word_embeddings.weight"}
+
+    def __init__(self, config: ElmConfig):
+        config.is_causal = True
+        super().__init__(config)
+        self.elm = ElmModel(config)
+        self.predictions = ElmMLMHead(config)
+        self.post_init()
+
+    def get_output_embeddings(self):
+        return self.predictions.decoder
+
+    def set_output_embeddings(self, value):
+        self.predictions.decoder = value
+
+    def forward(self, input_ids, attention_mask=None, position_ids=None, past_key_values: Cache | None = None,
+                use_cache: bool | None = None, labels=None, logits_to_keep: int = 0,
+                output_hidden_states: bool = False, output_attentions: bool = False, **kwargs):
+        """``labels`` are the input ids themselves (shifted inside, -100 = ignored), as in GPT-2;
+        ``logits_to_keep`` > 0 computes logits of the last positions only (generation)."""
+        out = self.elm(input_ids, attention_mask, position_ids=position_ids, past_key_values=past_key_values,
+                       use_cache=bool(use_cache), output_hidden_states=output_hidden_states,
+                       output_attentions=output_attentions)
+        hidden = out.last_hidden_state
+        logits = self.predictions(hidden[:, -logits_to_keep:] if logits_to_keep else hidden)
+        loss = None
+        if labels is not None:
+            loss = F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), labels[:, 1:].flatten(), ignore_index=-100)
+        return CausalLMOutputWithPast(loss=loss, logits=logits, past_key_values=out.past_key_values if use_cache else None,
+                                      hidden_states=out.hidden_states, attentions=out.attentions)
 
 
 class ElmClassificationHead(nn.Module):

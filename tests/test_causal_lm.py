@@ -1,0 +1,183 @@
+"""Causal-LM transfer pipeline (issue 7): MiniLLM loss properties, sampling, data, a tiny end-to-end
+pretrain + SFT + distill step, and the Table IV notebook at smoke scale."""
+import dataclasses
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+
+import elmlib
+from elmlib import causal_lm as clm
+from helpers import tiny_space
+
+ROOT = Path(__file__).resolve().parent.parent
+NOTEBOOK = ROOT / "notebooks" / "table4_clm.ipynb"
+
+
+def _logits(seed, shape=(2, 5, 11)):
+    return torch.randn(shape, generator=torch.Generator().manual_seed(seed)) * 2
+
+
+def test_minillm_loss_is_zero_with_zero_gradient_when_student_equals_teacher():
+    teacher = _logits(0)
+    student = teacher.clone().requires_grad_(True)
+    tokens = torch.randint(0, 11, (2, 5), generator=torch.Generator().manual_seed(1))
+    mask = torch.tensor([[1, 1, 1, 1, 1], [1, 1, 1, 0, 0]])
+    loss, parts = clm.minillm_loss(student, teacher, tokens, mask)
+    loss.backward()
+    assert abs(float(loss)) < 1e-6 and abs(float(parts["reverse_kl"])) < 1e-6
+    assert student.grad.abs().max() < 1e-6
+    # a shifted-but-equal distribution (logits + constant) is the same distribution
+    assert float(clm.token_reverse_kl(teacher + 3.0, teacher, mask)) < 1e-6
+
+
+def test_minillm_loss_positive_kl_and_finite_gradients_otherwise():
+    teacher, student = _logits(0), _logits(2).requires_grad_(True)
+    tokens = torch.randint(0, 11, (2, 5), generator=torch.Generator().manual_seed(1))
+    mask = torch.tensor([[1, 1, 1, 1, 0], [1, 1, 0, 0, 0]])
+    loss, parts = clm.minillm_loss(student, teacher, tokens, mask)
+    loss.backward()
+    assert float(parts["reverse_kl"]) > 0 and torch.isfinite(student.grad).all() and student.grad.abs().sum() > 0
+    assert student.grad[1, 2:].abs().max() == 0  # masked positions get no gradient
+    # the single-step term is the exact reverse KL, KL(q || p) != KL(p || q)
+    q, p = student.detach().softmax(-1), teacher.softmax(-1)
+    kl_qp = (q * (q.log() - p.log())).sum(-1)
+    m = mask.float()
+    torch.testing.assert_close(parts["reverse_kl"], (kl_qp * m).sum() / m.sum())
+
+
+def test_long_term_rewards_are_length_normalised_future_means():
+    # teacher log-probs of the sampled token differ from the student's by known amounts
+    student = torch.zeros(1, 3, 2)
+    teacher = torch.zeros(1, 3, 2)
+    teacher[0, :, 0] = torch.tensor([0.0, 1.0, 2.0])  # reward grows along the response
+    tokens = torch.zeros(1, 3, dtype=torch.long)
+    student.requires_grad_(True)
+    loss, parts = clm.minillm_loss(student, teacher, tokens, torch.ones(1, 3), long_term_weight=1.0)
+    logp = teacher.log_softmax(-1)[0, :, 0]
+    r = logp - torch.log(torch.tensor(0.5))
+    future = torch.stack([(r[1] + r[2]) / 2, r[2], torch.tensor(0.0)])
+    torch.testing.assert_close(parts["long_term"], -(future * torch.log(torch.tensor(0.5))).mean())
+
+
+def test_sampling_is_seeded_and_stops_at_eos():
+    space = tiny_space()
+    model = elmlib.ElmForCausalLM(space.config(elmlib.Architecture.uniform(3, "bert", "qv", 16, 4)))
+    prompts, mask = clm.left_pad([[5, 6, 7], [8, 9]], pad_id=0)
+    runs = [clm.sample_responses(model, prompts, mask, 6, eos_id=3, pad_id=0,
+                                 generator=torch.Generator().manual_seed(4)) for _ in range(2)]
+    assert all(torch.equal(a, b) for a, b in zip(*runs))
+    ids, full_mask, resp = runs[0]
+    assert ids.shape[1] == 3 + resp.shape[1] and full_mask.shape == ids.shape
+    for row, keep in zip(ids[:, 3:], resp):
+        eos = (row == 3).nonzero()
+        if len(eos):  # the mask keeps EOS and drops what follows
+            assert keep[: eos[0] + 1].all() and not keep[eos[0] + 1:].any()
+
+
+def test_matched_baselines_and_documented_architecture():
+    space = clm.clm_space(clm.resolve_clm_config("smoke"), vocab_size=1000)
+    found = clm.documented_architecture(space)
+    assert {l.block for l in found.layers} == {"bert", "mobilebert"}
+    archs = clm.student_architectures(clm.resolve_clm_config("smoke"), space)
+    target = space.num_params(found)
+    for name in ("all_bert", "all_mobilebert"):
+        arch = archs[name][0]
+        wide = dataclasses.replace(space, ffn_min=space.ffn_step, ffn_max=16 * space.ffn_max)
+        assert abs(wide.num_params(arch) - target) / target < 0.05, name
+        assert {l.block for l in arch.layers} == {name.split("_")[1]}
+
+
+def test_found_architecture_reads_arch_json_and_names_a_missing_one(tmp_path):
+    space = clm.clm_space(clm.resolve_clm_config("smoke"), vocab_size=1000)
+    with pytest.raises(ValueError, match="arch.json"):
+        clm.found_architecture(space, tmp_path)
+    arch = elmlib.Architecture.uniform(4, "mobilebert", "kv", 32, 4)
+    (tmp_path / "arch.json").write_text(json.dumps({**arch.to_dict(), "params": 1}))
+    assert clm.found_architecture(space, tmp_path)[0] == arch
+
+
+def test_config_errors_name_the_setting():
+    with pytest.raises(ValueError, match="corpus='web'"):
+        clm.resolve_clm_config("smoke", overrides={"corpus": "web"})
+    with pytest.raises(ValueError, match="unknown setting"):
+        clm.resolve_clm_config("smoke", overrides={"lr": 1})
+    with pytest.raises(ValueError, match="scale='huge'"):
+        clm.resolve_clm_config("huge")
+
+
+def test_offline_instruction_sets_are_disjoint():
+    train = clm.instruction_examples("offline", "train")
+    held = clm.instruction_examples("offline", "heldout")
+    for task in ("xsum", "boolq"):
+        t = {(r["input"], r["response"]) for r in train if r["task"] == task}
+        h = {(r["input"], r["response"]) for r in held if r["task"] == task}
+        assert t and h and not t & h, task
+    assert {r["response"] for r in held if r["task"] == "boolq"} == {"Yes.", "No."}
+
+
+class _Tok:
+    """A character-level stand-in for a tokenizer, enough for prompts, SFT batches and decoding."""
+    pad_token_id, eos_token_id, bos_token_id, chat_template = 0, 1, 2, None
+
+    def __call__(self, text, add_special_tokens=False):
+        return {"input_ids": [3 + (ord(c) % 90) for c in text]}
+
+    def decode(self, ids):
+        return "".join(chr(i - 3 + 32) for i in ids)
+
+    def batch_decode(self, rows, skip_special_tokens=True):
+        return [self.decode([int(i) for i in r if i > 2]) for r in rows]
+
+    def __len__(self):
+        return 93
+
+
+def test_tiny_pretrain_sft_distill_and_evaluate(tmp_path):
+    """One step of every stage on a tiny student; a second tiny ElmForCausalLM plays the teacher."""
+    tok = _Tok()
+    cfg = clm.resolve_clm_config("smoke", overrides=dict(pretrain_steps=2, pretrain_batch_size=2, sft_steps=1,
+                                                         distill_steps=1, distill_batch_size=2, max_new_tokens=4,
+                                                         max_input_tokens=20, eval_batch_size=2, max_length=16))
+    space = dataclasses.replace(tiny_space(), vocab_size=len(tok), max_position_embeddings=512, type_vocab_size=1)
+    arch = clm.documented_architecture(dataclasses.replace(space, num_layers=3))
+    student = clm.build_student(space, arch, tok, seed=0)
+    teacher = clm.build_student(space, arch, tok, seed=1).eval().requires_grad_(False)
+    rows = torch.randint(3, len(tok), (8, 16), generator=torch.Generator().manual_seed(0))
+    examples = [dict(task="t", instruction="Say it.", input=f"text {i}", response=f"answer {i}") for i in range(4)]
+    before = {k: v.clone() for k, v in student.state_dict().items()}
+    clm.pretrain(student, rows, cfg, tmp_path)
+    clm.sft(student, tok, examples, cfg, tmp_path)
+    clm.distill(student, teacher, tok, examples, rows, cfg, tmp_path)
+    changed = [k for k, v in student.state_dict().items() if not torch.equal(v, before[k])]
+    assert changed
+    log = [json.loads(l) for l in (tmp_path / "distill.log.jsonl").read_text().splitlines()]
+    assert len(log) == 1 and all(map(lambda v: v == v, log[0].values()))  # no NaN
+    result = clm.evaluate(student, tok, examples[:2], rows[:2], cfg)
+    assert 0 <= result["rouge_l"]["t"] <= 100 and result["perplexity"] > 1
+
+
+@pytest.mark.notebooks
+def test_table4_notebook_runs_at_smoke_scale(tmp_path):
+    import papermill as pm
+
+    nb = json.loads(NOTEBOOK.read_text())
+    tagged = [c for c in nb["cells"] if "parameters" in c.get("metadata", {}).get("tags", [])]
+    assert len(tagged) == 1 and nb["cells"][0]["cell_type"] == "markdown"
+    assert all(c.get("outputs", []) == [] for c in nb["cells"] if c["cell_type"] == "code")
+    pm.execute_notebook(str(NOTEBOOK), str(tmp_path / "executed.ipynb"), kernel_name="python3",
+                        parameters=dict(scale="smoke", seed=0, run_dir=str(tmp_path / "run"),
+                                        out_dir=str(tmp_path / "out")), cwd=str(ROOT / "notebooks"))
+    table = pd.read_csv(tmp_path / "out" / "results" / "table4_clm.csv")
+    assert list(table.columns) == ["model", "params", "metric", "dataset", "value", "paper_value", "scale", "seed"]
+    assert set(table.model) == {"elm_found", "all_bert", "all_mobilebert", "teacher"}
+    rouge = table[table.metric == "rouge_l"]
+    assert set(rouge.dataset) == {"xsum", "boolq"} and rouge.value.between(0, 100).all()
+    ppl = table[table.metric == "perplexity"]
+    assert (ppl.value > 1).all() and (table.scale == "smoke").all()
+    assert (tmp_path / "out" / "results" / "table4_clm.provenance.json").exists()
+    for ext in ("png", "pdf"):
+        fig = tmp_path / "out" / "figures" / f"table4_clm.{ext}"
+        assert fig.exists() and fig.stat().st_size > 5000
