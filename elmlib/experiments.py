@@ -113,9 +113,18 @@ def largest_uniform(space: SearchSpace, budget: float, block: str, sharing: str 
 
 
 def baseline_archs(cfg: SearchConfig) -> dict[str, Architecture]:
-    space = cfg.search_space()
-    return {"all-BERT": largest_uniform(space, cfg.budget, "bert"),
-            "all-MobileBERT": largest_uniform(space, cfg.budget, "mobilebert")}
+    """All-BERT and all-MobileBERT uniform paths of the budget. A uniform path without sharing may not
+    fit (12 BERT layers of width 528 exceed 15.7M; 4 of width 64 exceed the smoke budget): then the
+    Q=V variant (fewer weights), and a block type none of whose uniform paths fits is left out."""
+    space, out = cfg.search_space(), {}
+    for block, name in (("bert", "all-BERT"), ("mobilebert", "all-MobileBERT")):
+        for sharing in ("none", "qv"):
+            try:
+                out[name + ("" if sharing == "none" else " (Q=V)")] = largest_uniform(space, cfg.budget, block, sharing)
+                break
+            except ValueError:
+                continue
+    return out
 
 
 def baselines(scale: str, seed: int = 0, task: str = "boolq", root=None) -> pd.DataFrame:
