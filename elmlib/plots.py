@@ -261,6 +261,11 @@ def table1_2_table(metrics: pd.DataFrame, scale: str) -> pd.DataFrame:
     return out
 
 
+def _short(model: str) -> str:
+    return (model.replace("ELM (found, inherited weights)", "ELM found\n(inherited)")
+            .replace("ELM (found, from scratch)", "ELM found\n(scratch)").replace(" (Q=V)", "\n(Q=V)"))
+
+
 def _seed_points(ax, df, x_col, y_col, order):
     for i, name in enumerate(order):
         v = df[df[x_col] == name][y_col]
@@ -279,13 +284,13 @@ def plot_table1_2(df: pd.DataFrame):
     a.bar(range(len(order)), stats.value, yerr=stats["std"].fillna(0), capsize=4,
           color=["#55A868" if m.startswith("ELM") else "#8C8C8C" for m in order])
     _seed_points(a, d, "model", "value", order)
-    a.set_xticks(range(len(order)), [m.replace(" (", "\n(") for m in order], fontsize=9)
+    a.set_xticks(range(len(order)), [_short(m) for m in order], fontsize=9)
     a.set_ylabel(f"dev {metric} ({d.task.iloc[0]})")
     a.set_ylim(max(0, d.value.min() - 0.1), min(1, d.value.max() + 0.05) if d.value.max() <= 1 else None)
     a.set_title(f"Same budget, same recipe ({d.scale.iloc[0]} scale, {d.seed.nunique()} seed(s))")
     b.scatter(stats.params / 1e6, stats.latency, s=40)
     for name, r in stats.iterrows():
-        b.annotate(name.split(" (")[0] + (" (scratch)" if "scratch" in name else ""), (r.params / 1e6, r.latency),
+        b.annotate(_short(name).replace("\n", " "), (r.params / 1e6, r.latency),
                    fontsize=8, xytext=(4, 4), textcoords="offset points")
     b.set_xlabel("parameters (M)")
     b.set_ylabel("latency (ms, batch 1)")
