@@ -215,3 +215,14 @@ def test_notebooks_execute_at_smoke_scale(tmp_path):
     assert not (tmp_path / "stray-results").exists() or {p.name for p in (tmp_path / "stray-results").iterdir()} <= \
         {"teachers.csv", "teachers.provenance.json"}
     assert not math.isnan(pd.read_csv(tmp_path / "out" / "results" / "efficiency.csv").seconds.sum())
+
+
+def test_epoch_tables_survive_epochs_without_rows(tmp_path):
+    """The fixed-dims ablation grows nothing: growth.csv stays empty over several epochs."""
+    from elmlib.search import SearchRun
+
+    path = tmp_path / "growth.csv"
+    SearchRun.upsert(path, [], 0)
+    SearchRun.upsert(path, [], 1)
+    SearchRun.upsert(path, [dict(epoch=2, layer=0, block=1)], 2)
+    assert pd.read_csv(path).to_dict("records") == [dict(epoch=2, layer=0, block=1)]
