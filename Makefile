@@ -15,8 +15,9 @@ KERNEL := $(VENV)/share/jupyter/kernels/elmlib/kernel.json
 # The paper's notebooks in dependency order: the first that needs a run folder makes it, the rest
 # read it (runs/<scale>-seed<k>/...). Multi-seed notebooks take N_SEEDS seeds (0 .. N_SEEDS-1).
 NOTEBOOKS := table3_squad fig1_ffn_growth fig2_pca_curves fig3a_cka_heads fig5_architectures table1_2_glue \
-	table5_8_ablations fig3b_block_similarity fig6_block_similarity_matrix efficiency
-SEEDED := fig5_architectures table1_2_glue table5_8_ablations efficiency
+	table5_8_ablations fig3b_block_similarity fig6_block_similarity_matrix efficiency proxy_search \
+	proxy_flexibert importance_reordering table4_clm
+SEEDED := fig5_architectures table1_2_glue table5_8_ablations efficiency proxy_search
 N_SEEDS ?= 1
 RUNS ?= runs
 

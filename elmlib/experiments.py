@@ -102,6 +102,47 @@ def ablation_run(name: str, scale: str, seed: int = 0, task: str = "boolq", root
     return _run(cfg, folder)
 
 
+SEARCH_MODES = ("supernet", "proxy_assisted", "proxy_only")
+
+
+def search_mode_run(mode: str, scale: str, seed: int = 0, task: str = "boolq", root=None) -> Path:
+    """Issue 6's comparison: supernet-only search (the main run), proxy-assisted search (the proxy ranks
+    proposals, the supernet evaluates the best quarter; reuses the main run's trained supernet, recorded
+    in ``shared_from.json``) and proxy-only search (no supernet training at all)."""
+    if mode not in SEARCH_MODES:
+        raise ValueError(f"mode={mode!r} is not allowed; expected one of {SEARCH_MODES}")
+    if mode == "supernet":
+        return main_run(scale, seed, task, root)
+    folder = run_path(scale, seed, f"search-{mode}", root)
+    if mode == "proxy_assisted" and not (folder / "finetune.done.json").exists():
+        main = main_run(scale, seed, task, root)
+        folder.mkdir(parents=True, exist_ok=True)
+        for name in ("supernet_finetune.pt", "pretrain.done.json", "finetune.done.json"):
+            shutil.copy2(main / name, folder / name)
+        write_json({"run": str(main), "stages": list(STAGES[:2])}, folder / "shared_from.json")
+    return _run(config(scale, seed, task, search_mode=mode), folder)
+
+
+def search_modes(scale: str, seed: int = 0, task: str = "boolq", root=None) -> pd.DataFrame:
+    """Wall time of the search (supernet training it needs + evolution) and the found model's dev
+    metric, per search mode; one row per (mode, metric)."""
+    rows = []
+    for mode in SEARCH_MODES:
+        run = search_mode_run(mode, scale, seed, task, root)
+        seconds = stage_seconds(run)
+        if mode == "proxy_assisted":  # the shared supernet stages were paid by the main run
+            seconds.update({k: v for k, v in stage_seconds(main_run(scale, seed, task, root)).items()
+                            if k in STAGES[:2]})
+        searched = json.loads((run / "arch_searched.json").read_text())
+        for _, m in pd.read_csv(run / "final_metrics.csv").iterrows():
+            rows.append(dict(mode=mode, search_seconds=sum(seconds.get(k, 0.0) for k in STAGES[:3]),
+                             supernet_seconds=sum(seconds.get(k, 0.0) for k in STAGES[:2]),
+                             evolution_seconds=seconds.get("search", 0.0),
+                             evaluations=searched.get("evaluated"), proxy_ranked=searched.get("proxy_ranked"),
+                             params=m.params, metric=m.metric, value=m.value, task=task, scale=scale, seed=seed))
+    return pd.DataFrame(rows)
+
+
 def largest_uniform(space: SearchSpace, budget: float, block: str, sharing: str = "none") -> Architecture:
     """The hand-designed baseline: every layer the same block with the largest FFN dim within budget."""
     fits = [f for f in space.ffn_choices

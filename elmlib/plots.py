@@ -402,12 +402,30 @@ def plot_efficiency(df: pd.DataFrame):
     return fig
 
 
+def plot_proxy_search(df: pd.DataFrame):
+    """Issue 6: search wall time and the found model's dev metric per search mode."""
+    plt = _style()
+    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4))
+    modes = list(dict.fromkeys(df["mode"]))
+    first = df[df.metric == df.metric.iloc[0]]
+    t = first.groupby("mode")[["supernet_seconds", "evolution_seconds"]].mean().reindex(modes)
+    t.plot.bar(stacked=True, ax=a, rot=0)
+    a.set_ylabel("seconds (mean over seeds)")
+    a.set_title(f"Search cost ({df.scale.iloc[0]} scale)")
+    sns = __import__("seaborn")
+    sns.barplot(data=first, x="mode", y="value", order=modes, ax=b, color="#4C72B0", errorbar="sd")
+    b.set_ylabel(f"found model, dev {first.metric.iloc[0]}")
+    b.set_xlabel("")
+    b.set_title("Result of the search")
+    return fig
+
+
 # --------------------------------------------------------------------------- registry, report, CLI
 
 PLOTS = {"fig1_ffn_growth": plot_fig1, "fig2_pca_curves": plot_fig2, "fig3a_cka_heads": plot_fig3a,
          "fig3b_block_similarity": plot_fig3b, "fig5_architectures": plot_fig5,
          "fig6_block_similarity_matrix": plot_fig6, "table1_2_glue": plot_table1_2, "table3_squad": plot_table3,
-         "table5_8_ablations": plot_table5_8, "efficiency": plot_efficiency}
+         "table5_8_ablations": plot_table5_8, "efficiency": plot_efficiency, "proxy_search": plot_proxy_search}
 
 
 def render_all(results=None, figures=None) -> list[str]:
