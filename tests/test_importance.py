@@ -117,7 +117,7 @@ def test_stacked_ffns_are_scored_separately_and_growth_pads_with_zeros():
 
 
 def test_supernet_blocks_off_the_path_gain_nothing_and_estimate_leaves_weights_alone():
-    space = tiny_space()
+    space = tiny_space(ffn_init=16)
     net = Supernet(space, seed=0)
     arch = Architecture.uniform(space.num_layers, "mobilebert", "kv", space.ffn_init, space.num_heads)
     ids, mask = batch(space)
@@ -130,6 +130,15 @@ def test_supernet_blocks_off_the_path_gain_nothing_and_estimate_leaves_weights_a
         assert bool((s.ffn[0] > 0).all()) == on_path and bool((s.heads > 0).all()) == on_path
     assert all(torch.equal(before[k], v) for k, v in net.state_dict().items())
     assert all(p.grad is None for p in net.parameters())
+    # reordering the supernet keeps every path's function; extraction then takes the best prefix
+    net.eval()
+    with torch.no_grad():
+        want = net(ids, attention_mask=mask, arch=arch).last_hidden_state
+        reorder_(net, scores)
+        assert torch.allclose(net(ids, attention_mask=mask, arch=arch).last_hidden_state, want, atol=1e-5)
+    block = net.block(0, "mobilebert", "kv")
+    assert torch.equal(net.extract(arch.replace_layer(0, ffn_dim=8)).encoder.layer[0].intermediate.dense.weight,
+                       block.intermediate.dense.weight[:8])
     with pytest.raises(ValueError, match="batches is empty"):
         estimate_importance(net, [], lambda m, b: 0)
 
