@@ -405,7 +405,10 @@ class ElmMLMHead(nn.Module):
         return self.decoder(self.LayerNorm(self.act(self.dense(x))))
 
 
-class ElmForMaskedLM(ElmPreTrainedModel):
+class _ElmWithLMHead(ElmPreTrainedModel):
+    """The encoder plus the LM head whose decoder is tied to the word embeddings (masked and causal LMs
+    share it, so a masked-LM checkpoint loads into the causal model directly)."""
+
     _tied_weights_keys = {"predictions.decoder.weight": "elm.embeddings.word_embeddings.weight"}
 
     def __init__(self, config: ElmConfig):
@@ -420,6 +423,8 @@ class ElmForMaskedLM(ElmPreTrainedModel):
     def set_output_embeddings(self, value):
         self.predictions.decoder = value
 
+
+class ElmForMaskedLM(_ElmWithLMHead):
     def forward(self, input_ids, attention_mask=None, token_type_ids=None, labels=None, **kwargs):
         out = self.elm(input_ids, attention_mask, token_type_ids, **kwargs)
         logits = self.predictions(out.last_hidden_state)
@@ -427,7 +432,7 @@ class ElmForMaskedLM(ElmPreTrainedModel):
         return MaskedLMOutput(loss=loss, logits=logits, hidden_states=out.hidden_states, attentions=out.attentions)
 
 
-class ElmForCausalLM(ElmPreTrainedModel, GenerationMixin):
+class ElmForCausalLM(_ElmWithLMHead, GenerationMixin):
     """A causal LM of any architecture of the space (paper Sec. V, causal-LM transfer).
 
     Left-to-right attention with a key/value cache (``generate()`` works as with any transformers
@@ -436,20 +441,9 @@ class ElmForCausalLM(ElmPreTrainedModel, GenerationMixin):
     keep ``ElmForMaskedLM``'s names: a masked-LM checkpoint's weights load into this model directly.
     """
 
-    _tied_weights_keys = {"predictions.decoder.weight": "elm.embeddings.word_embeddings.weight"}
-
     def __init__(self, config: ElmConfig):
         config.is_causal = True
         super().__init__(config)
-        self.elm = ElmModel(config)
-        self.predictions = ElmMLMHead(config)
-        self.post_init()
-
-    def get_output_embeddings(self):
-        return self.predictions.decoder
-
-    def set_output_embeddings(self, value):
-        self.predictions.decoder = value
 
     def forward(self, input_ids, attention_mask=None, position_ids=None, past_key_values: Cache | None = None,
                 use_cache: bool | None = None, labels=None, logits_to_keep: int = 0,
