@@ -65,7 +65,7 @@ test: setup
 test-slow: setup
 	$(BIN)/python -m pytest -m slow $(PYTEST_ARGS)
 
-test-notebooks: setup
+test-notebooks: setup kernel
 	$(BIN)/python -m pytest -m notebooks $(PYTEST_ARGS)
 
 test-all: setup

@@ -20,7 +20,7 @@ import pandas as pd
 import torch
 from torch.utils import benchmark
 
-from elmlib.config import resolve_config
+from elmlib.config import parse_sets, resolve_config
 from elmlib.corpus import mlm_batches
 from elmlib.files import project_root, results_dir, write_result
 from elmlib.modeling_elm import ElmForMaskedLM
@@ -51,8 +51,10 @@ def main() -> None:
     parser.add_argument("--run-dir", default=None)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--out", default=None)
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a setting, e.g. a shortened schedule at the real widths")
     args = parser.parse_args()
-    cfg = resolve_config(args.scale, task=args.task)
+    cfg = resolve_config(args.scale, task=args.task, overrides=parse_sets(args.set))
     run_dir = Path(args.run_dir or project_root() / "runs" / f"bench-{args.scale}")
     start = time.time()
     run_search(cfg, run_dir, progress=False)
@@ -93,6 +95,7 @@ def main() -> None:
                   value=timings["block_similarity_seconds"] / pretrain)]
     df = pd.DataFrame(rows)
     df.insert(0, "scale", args.scale)
+    df.insert(1, "overrides", " ".join(args.set))
     out = args.out or results_dir() / f"bench_search_{args.scale}.csv"
     write_result(df, out, config=cfg.to_dict(), seed=cfg.seed, wall_time_s=time.time() - start)
     with pd.option_context("display.float_format", "{:.4g}".format, "display.width", 120):
