@@ -88,8 +88,10 @@ def git_commit() -> str | None:
         return None
     if out.returncode != 0:
         return None
+    # "dirty" means the code differs from the commit; regenerated outputs (results/, figures/) do not count.
     dirty = subprocess.run(
-        ["git", "status", "--porcelain", "--untracked-files=no"], cwd=project_root(), capture_output=True, text=True
+        ["git", "status", "--porcelain", "--untracked-files=no", "--", ".", ":!results", ":!figures"],
+        cwd=project_root(), capture_output=True, text=True,
     ).stdout.strip()
     return out.stdout.strip() + ("-dirty" if dirty else "")
 
