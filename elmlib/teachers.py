@@ -65,16 +65,11 @@ def _predict(model, loader) -> tuple[torch.Tensor, torch.Tensor]:
 def _train(model, loader, *, epochs: int, lr: float, weight_decay: float, warmup_ratio: float,
            max_steps: int | None) -> int:
     """Plain AdamW + linear warm-up/decay loop; returns the number of optimiser steps taken."""
+    from elmlib.training import adamw, linear_warmup_decay
+
     total = epochs * len(loader) if max_steps is None else min(max_steps, epochs * len(loader))
-    warmup = int(warmup_ratio * total)
-    no_decay = ("bias", "LayerNorm.weight")  # BERT's convention: no decay on biases and LayerNorm
-    groups = [
-        {"params": [p for n, p in model.named_parameters() if not n.endswith(no_decay)], "weight_decay": weight_decay},
-        {"params": [p for n, p in model.named_parameters() if n.endswith(no_decay)], "weight_decay": 0.0},
-    ]
-    optimizer = torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.999), foreach=True)  # multi-tensor: faster on CPU
-    schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: (s + 1) / max(1, warmup) if s < warmup else max(0.0, (total - s) / max(1, total - warmup)))
+    optimizer = adamw([model], lr, weight_decay)  # no decay on biases and norm weights (BERT's convention)
+    schedule = linear_warmup_decay(optimizer, total, warmup_ratio)
     model.train()
     step = 0
     for _ in range(epochs):
