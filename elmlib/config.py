@@ -37,6 +37,8 @@ class SearchConfig:
     growth_k: int = 21                    # blocks grown per epoch (paper: 21 of 72); /3 without sharing blocks
     growth_limit: float = 0.0             # supernet parameter cap for growth; 0 = all FFNs at hidden size
     growth_init: str = "zero"             # new units' outgoing weights: zero (function-preserving) / normal
+    importance: bool = False              # EFTNAS: reorder FFN units by first-order importance (elmlib.importance)
+    elastic_widths: int = 1               # FFN widths the search may pick per block: grown size and n-1 steps below
     pca_threshold: float = 0.99           # share of variance (W-PCA)
     pca_batches: int = 8
     kd: str = "relational"                # relational (Eqs. 4-5) or classical (Eqs. 1-3)
@@ -98,7 +100,7 @@ class SearchConfig:
                 raise ValueError(f"setting {key}={getattr(self, key)!r} is not allowed; expected one of {allowed}")
         positive = ("max_length", "pretrain_epochs", "pretrain_batch_size", "finetune_epochs", "finetune_batch_size",
                     "population", "generations", "parents", "pca_batches", "cka_batches", "checkpoint_every",
-                    "eval_batch_size", "latency_repeats", "teacher_epochs")
+                    "eval_batch_size", "latency_repeats", "teacher_epochs", "elastic_widths")
         for key in positive:
             if getattr(self, key) < 1:
                 raise ValueError(f"setting {key}={getattr(self, key)!r} is not allowed; expected >= 1")
@@ -131,6 +133,16 @@ SCALES: dict[str, dict[str, Any]] = {
                   search_limit=256, pca_batches=2, cka_batches=4, retrain_pretrain_epochs=2,
                   retrain_pretrain_steps=150, retrain_finetune_epochs=2, retrain_finetune_steps=100,
                   dev_limit=1000, checkpoint_every=50, latency_repeats=20, growth_k=21),
+    # ~5 minutes per run folder on 2 CPU cores: the ELM-Micro space (hidden 192, 6 layers, 5M), whose
+    # students learn (smoke's 1M budget leaves a 16-wide bottleneck that cannot); short schedules with
+    # learning rates raised to match, sequences of 64 (sentence tasks such as rotten_tomatoes).
+    "micro": dict(space="micro", budget=5e6, max_length=64, pretrain_epochs=2, pretrain_steps=60,
+                  pretrain_batch_size=32, pretrain_lr=5e-4, finetune_epochs=2, finetune_steps=80,
+                  finetune_batch_size=32, train_limit=0, teacher_epochs=1, teacher_max_steps=200, population=12,
+                  generations=4, parents=4, search_limit=256, pca_batches=2, cka_batches=4,
+                  retrain_pretrain_epochs=1, retrain_pretrain_steps=60, retrain_finetune_epochs=2,
+                  retrain_finetune_steps=80, retrain_lr=5e-4, dev_limit=0, checkpoint_every=40, latency_repeats=20,
+                  growth_k=10),
     # ~3 minutes on 2 CPU cores: the whole pipeline at toy widths.
     "smoke": dict(space="smoke", budget=1.05e6, max_length=64, pretrain_epochs=2, pretrain_steps=12,
                   pretrain_batch_size=16, finetune_epochs=1, finetune_steps=12, finetune_batch_size=16,

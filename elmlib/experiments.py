@@ -36,6 +36,7 @@ _SHARES_FIRST_STAGES = {"head_search"}
 # Fig. 5 / Table I models per scale: name -> budget (None = the scale's own budget).
 MODELS = {
     "smoke": {"ELM-Smoke": None},
+    "micro": {"ELM-Micro": None},
     "small": {"ELM-Small": 15.7e6, "ELM-Tiny": 10e6, "ELM-Micro": 5e6},
     "paper": {"ELM-Small": 15.7e6, "ELM-Tiny": 10e6, "ELM-Micro": 5e6},
 }

@@ -97,6 +97,6 @@ def ablation_value(ablation: str, model: str, with_it: bool = True) -> float:
 def paper_model(scale: str, budget: float | None = None) -> str:
     """The paper model our run stands in for: the one whose budget is closest to ours at the small and
     paper scales; at the smoke scale (toy widths) the smallest, ELM-Micro."""
-    if scale == "smoke" or budget is None:
-        return "ELM-Micro" if scale == "smoke" else "ELM-Small"
+    if scale in ("smoke", "micro") or budget is None:
+        return "ELM-Micro" if scale in ("smoke", "micro") else "ELM-Small"
     return min(BUDGETS, key=lambda name: abs(BUDGETS[name] - budget))
