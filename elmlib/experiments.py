@@ -116,12 +116,16 @@ def search_mode_run(mode: str, scale: str, seed: int = 0, task: str = "boolq", r
         return main_run(scale, seed, task, root)
     folder = run_path(scale, seed, f"search-{mode}", root)
     if mode == "proxy_assisted" and not (folder / "finetune.done.json").exists():
-        main = main_run(scale, seed, task, root)
-        folder.mkdir(parents=True, exist_ok=True)
-        for name in ("supernet_finetune.pt", "pretrain.done.json", "finetune.done.json"):
-            shutil.copy2(main / name, folder / name)
-        write_json({"run": str(main), "stages": list(STAGES[:2])}, folder / "shared_from.json")
+        _share_supernet(main_run(scale, seed, task, root), folder)
     return _run(config(scale, seed, task, search_mode=mode), folder)
+
+
+def _share_supernet(main: Path, folder: Path) -> None:
+    """Start ``folder`` from ``main``'s fine-tuned supernet (its first two stages)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in ("supernet_finetune.pt", "pretrain.done.json", "finetune.done.json"):
+        shutil.copy2(main / name, folder / name)
+    write_json({"run": str(main), "stages": list(STAGES[:2])}, folder / "shared_from.json")
 
 
 def search_modes(scale: str, seed: int = 0, task: str = "boolq", root=None) -> pd.DataFrame:
@@ -142,6 +146,41 @@ def search_modes(scale: str, seed: int = 0, task: str = "boolq", root=None) -> p
                              evaluations=searched.get("evaluated"), proxy_ranked=searched.get("proxy_ranked"),
                              params=m.params, metric=m.metric, value=m.value, task=task, scale=scale, seed=seed))
     return pd.DataFrame(rows)
+
+
+# Issue 6: importance reordering where ELM extracts narrower FFNs. The search may pick each block's FFN
+# up to two steps below its grown size; with importance the units are sorted so the prefix is the best.
+IMPORTANCE_VARIANTS = {
+    "grown widths": {},                                             # the main run: ELM as published
+    "elastic widths": {"elastic_widths": 3},                         # prefixes of unsorted units
+    "elastic widths + importance": {"elastic_widths": 3, "importance": True},
+}
+
+
+def importance_run(variant: str, scale: str, seed: int = 0, task: str = "boolq", root=None) -> Path:
+    """One of ``IMPORTANCE_VARIANTS``. Elastic widths without importance change nothing before the
+    search, so that run copies the main run's trained supernet (recorded in ``shared_from.json``)."""
+    if variant not in IMPORTANCE_VARIANTS:
+        raise ValueError(f"variant={variant!r} is not allowed; expected one of {tuple(IMPORTANCE_VARIANTS)}")
+    overrides = IMPORTANCE_VARIANTS[variant]
+    if not overrides:
+        return main_run(scale, seed, task, root)
+    folder = run_path(scale, seed, "importance-" + variant.replace(" + ", "-").replace(" ", "-"), root)
+    if not overrides.get("importance") and not (folder / "finetune.done.json").exists():
+        _share_supernet(main_run(scale, seed, task, root), folder)
+    return _run(config(scale, seed, task, **overrides), folder)
+
+
+def importance_variants(scale: str, seed: int = 0, task: str = "boolq", root=None) -> pd.DataFrame:
+    """Final dev metric, parameters and the searched FFN widths per importance variant."""
+    frames = []
+    for variant in IMPORTANCE_VARIANTS:
+        run = importance_run(variant, scale, seed, task, root)
+        searched = json.loads((run / "arch_searched.json").read_text())
+        frames.append(pd.read_csv(run / "final_metrics.csv").assign(
+            variant=variant, search_score=searched["score"],
+            mean_ffn_dim=sum(l["ffn_dim"] for l in searched["layers"]) / len(searched["layers"])))
+    return pd.concat(frames, ignore_index=True)
 
 
 def largest_uniform(space: SearchSpace, budget: float, block: str, sharing: str = "none") -> Architecture:

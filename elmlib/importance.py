@@ -73,7 +73,8 @@ class ImportanceAccumulator:
     Call ``update()`` after each ``backward()`` and before ``zero_grad()`` (gradients accumulated over
     several backward passes are scored as one batch). Blocks that took no part in a step (a supernet's
     other candidates) have no gradient and gain nothing. A block whose FFN grew since the last update
-    (`grow_ffn`) gets zeros for its new units; after a reorder or shrink, start a new accumulator.
+    (`grow_ffn`) gets zeros for its new units (in ``update`` and ``scores``); after a reorder or shrink,
+    start a new accumulator.
     """
 
     def __init__(self, model: nn.Module):
@@ -107,6 +108,20 @@ class ImportanceAccumulator:
             total = total + s
         return total
 
+    def state_dict(self) -> dict:
+        """What a training checkpoint keeps so a resumed run accumulates exactly the same scores."""
+        return {"steps": self.steps, "ffn": {k: [t.clone() for t in v] for k, v in self._ffn.items()},
+                "attention": {k: t.clone() for k, t in self._att.items()}}
+
+    def load_state_dict(self, state: dict) -> None:
+        names = sorted(name for name, _ in self.blocks)
+        if sorted(state["ffn"]) != names or sorted(state["attention"]) != names:
+            raise ValueError(f"importance state is for blocks {sorted(state['ffn'])[:3]}..., not this model's "
+                             f"{names[:3]}...")
+        self.steps = int(state["steps"])
+        self._ffn = {k: [t.clone() for t in v] for k, v in state["ffn"].items()}
+        self._att = {k: t.clone() for k, t in state["attention"].items()}
+
     def scores(self, heads: int | dict[str, int] | None = None) -> dict[str, BlockImportance]:
         """Importance per block name; ``heads`` groups the attention channels (default: each block's own)."""
         out = {}
@@ -117,7 +132,10 @@ class ImportanceAccumulator:
             if h < 1 or channels.shape[0] % h:
                 raise ValueError(f"{name}: heads={h} is not allowed; it must divide the attention width "
                                  f"{channels.shape[0]}")
-            out[name] = BlockImportance(tuple(t.clone() for t in self._ffn[name]), channels.view(h, -1).sum(1))
+            # Units grown since the last update (or never on a sampled path since) have importance 0.
+            ffn = tuple(torch.cat([t, t.new_zeros(inter.weight.shape[0] - t.shape[0])])
+                        for t, (inter, _) in zip(self._ffn[name], block.ffn_layers))
+            out[name] = BlockImportance(ffn, channels.view(h, -1).sum(1))
         return out
 
 

@@ -36,6 +36,7 @@ from .distributed import Distributed
 from .evolution import EvolutionarySearch, EvolutionSettings
 from .files import project_root, write_csv, write_json, write_result
 from .growth import grow_ffn
+from .importance import ImportanceAccumulator, reorder_
 from .losses import DistillationLoss
 from .modeling_elm import ElmClassificationHead, ElmForMaskedLM, ElmForSequenceClassification, sdpa_mask
 from .objective import Objective, TaskBatches, predict, subset, to_device
@@ -72,6 +73,36 @@ def build_supernet(cfg: SearchConfig, space: SearchSpace) -> Supernet:
 
 
 # --------------------------------------------------------------------------- the run
+
+class ImportanceTracker:
+    """EFTNAS-style importance inside a supernet stage (``importance=true``): ``update()`` after each
+    backward accumulates |w * dL/dw| per FFN unit (under DDP the gradients are already averaged, so
+    every rank holds the same scores); ``reorder()`` sorts every block's FFN units by it, in place and
+    function-preserving, then starts afresh. Its state rides in the loop's checkpoint (``restore()``
+    after a resume), so a killed run ends as if it had not been. Disabled, every call does nothing."""
+
+    def __init__(self, net: Supernet, loop: TrainLoop, enabled: bool):
+        self.net, self.loop, self.enabled = net, loop, enabled
+        self.acc = ImportanceAccumulator(net) if enabled else None
+
+    def update(self) -> None:
+        if self.enabled:
+            self.acc.update()
+            self.loop.extra["importance"] = self.acc.state_dict()
+
+    def restore(self) -> None:
+        if self.enabled and "importance" in self.loop.extra:
+            self.acc.load_state_dict(self.loop.extra["importance"])
+
+    def reorder(self, optimizer=None) -> None:
+        if not self.enabled:
+            return
+        # Heads stay: their order is function-preserving only at the head number it was scored with,
+        # and the CKA head search later merges them.
+        reorder_(self.net, self.acc.scores(), heads=False, optimizer=optimizer)
+        self.acc = ImportanceAccumulator(self.net)
+        self.loop.extra["importance"] = self.acc.state_dict()
+
 
 class SearchRun:
     def __init__(self, cfg: SearchConfig, run_dir: str | Path, overwrite: bool = False, progress: bool = True):
@@ -189,6 +220,7 @@ class SearchRun:
         k = max(1, c.growth_k // 3) if c.candidates == "no_sharing" else c.growth_k
         limit = c.growth_limit or self.growth_cap(net)
         loop.extra["ffn"] = net.ffn_sizes()
+        importance = self.importance_tracker(net, loop)
 
         def step(batch, index):
             batch = self.dist.shard(to_device(batch, self.device))
@@ -197,6 +229,7 @@ class SearchRun:
                             token_type_ids=batch["token_type_ids"])
             parts = wrapped[0](batch, t, arch=net.sample(path_rng(c.seed, index)))
             parts["loss"].backward()
+            importance.update()
             return self.dist.mean(parts)
 
         def end_of_epoch(epoch):
@@ -204,6 +237,8 @@ class SearchRun:
             # resizes them, and wrap again afterwards (its buckets were sized for the old shapes).
             wrapped[0] = objective
             gc.collect()
+            # Before growth: this epoch's scores cover the units that exist now; new units go last.
+            importance.reorder(loop.optimizer)
             # Every rank scores the same batches and so grows the same blocks.
             start = time.perf_counter()
             rows = self.pca_scores(net, pca_batches, epoch)
@@ -217,6 +252,7 @@ class SearchRun:
 
         if loop.resume(lambda extra: net.grow_to(extra["ffn"])):
             wrapped[0] = self.dist.wrap(objective)
+            importance.restore()
         loop.run(lambda e: train.set_epoch(e) or iter(train), step, end_of_epoch)
         if self.dist.is_main:
             start = time.perf_counter()
@@ -228,6 +264,9 @@ class SearchRun:
                        self.dir / "pretrain_timings.json")
             self.save_supernet(net, "supernet_pretrain.pt")
             loop.ckpt_path.unlink(missing_ok=True)
+
+    def importance_tracker(self, net: Supernet, loop: TrainLoop) -> "ImportanceTracker":
+        return ImportanceTracker(net, loop, enabled=self.cfg.importance)
 
     def growth_cap(self, net: Supernet) -> int:
         """Default cap: the supernet's size when every block's FFN equals the hidden size (paper: the
@@ -331,6 +370,7 @@ class SearchRun:
         loop = self.loop("finetune", {"net": net, "head": head, "kd": kd},
                          adamw([net, head, kd], c.finetune_lr, c.weight_decay), c.finetune_epochs,
                          c.finetune_steps or len(train))
+        importance = self.importance_tracker(net, loop)
 
         def step(batch, index):
             batch = self.dist.shard(to_device(batch, self.device))
@@ -338,10 +378,13 @@ class SearchRun:
                 t = teacher(**batch)
             parts = wrapped(batch, t, arch=net.sample(path_rng(c.seed + 1, index)))
             parts["loss"].backward()
+            importance.update()
             return self.dist.mean(parts)
 
-        loop.resume()
+        if loop.resume():
+            importance.restore()
         loop.run(train.epoch, step)
+        importance.reorder()  # by task importance, so the search's narrower widths keep the best units
         if self.dist.is_main:
             self.save_supernet(net, "supernet_finetune.pt", head)
             loop.ckpt_path.unlink(missing_ok=True)
@@ -377,9 +420,15 @@ class SearchRun:
         stop_after = int(interrupt.split(":")[1]) if interrupt.startswith("search:") else None
         calls = [0]
 
+        widths = c.elastic_widths  # a gene = (candidate block, how many FFN steps below its grown size)
+
         def decode(genome):
-            return Architecture(tuple(LayerChoice(*net.candidates[g], net.ffn_dim(i, *net.candidates[g]),
-                                                  self.space.num_heads) for i, g in enumerate(genome)))
+            layers = []
+            for i, g in enumerate(genome):
+                block, sharing = net.candidates[g // widths]
+                ffn = max(self.space.ffn_min, net.ffn_dim(i, block, sharing) - (g % widths) * self.space.ffn_step)
+                layers.append(LayerChoice(block, sharing, ffn, self.space.num_heads))
+            return Architecture(tuple(layers))
 
         def score(arch):
             calls[0] += 1
@@ -391,7 +440,7 @@ class SearchRun:
             return compute_metrics(self.spec, logits.numpy(), labels.numpy())[metric]
 
         search = EvolutionarySearch(
-            len(net.layers), len(net.candidates), decode, self.space.num_params, c.budget, score, seed=c.seed,
+            len(net.layers), len(net.candidates) * widths, decode, self.space.num_params, c.budget, score, seed=c.seed,
             settings=EvolutionSettings(population=c.population, generations=c.generations,
                                        crossover_prob=c.crossover_prob, mutation_prob=c.mutation_prob,
                                        parents=c.parents,

@@ -1,5 +1,5 @@
 """Data-parallel supernet training: 2 gloo processes with the same global batch compute the same
-losses (and grow the same blocks) as 1 process."""
+losses (and grow the same blocks, and reorder the same units) as 1 process."""
 import json
 import os
 import socket
@@ -20,9 +20,9 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _search(run_dir, tmp_path, nproc):
+def _search(run_dir, tmp_path, nproc, settings):
     args = ["-m", "elmlib", "search", "--scale", "smoke", "--run-dir", str(run_dir), "--stages", "pretrain,finetune",
-            "--no-progress"] + [f"--set={k}={v}" for k, v in SETTINGS.items()]
+            "--no-progress"] + [f"--set={k}={v}" for k, v in settings.items()]
     if nproc > 1:
         args = ["-m", "torch.distributed.run", f"--nproc_per_node={nproc}", f"--master_port={_free_port()}",
                 "--master_addr=127.0.0.1"] + args
@@ -35,9 +35,12 @@ def _losses(run_dir, stage):
     return [json.loads(line)["loss"] for line in (run_dir / f"{stage}.log.jsonl").read_text().splitlines()]
 
 
-def test_two_gloo_processes_match_one(tmp_path):
-    _search(tmp_path / "one", tmp_path, 1)
-    _search(tmp_path / "two", tmp_path, 2)
+# With importance reordering, every rank accumulates the same (all-reduced) gradients and so sorts
+# the same units: the losses after the first reorder still match.
+@pytest.mark.parametrize("extra", [{}, {"importance": "true"}], ids=["plain", "importance"])
+def test_two_gloo_processes_match_one(tmp_path, extra):
+    _search(tmp_path / "one", tmp_path, 1, {**SETTINGS, **extra})
+    _search(tmp_path / "two", tmp_path, 2, {**SETTINGS, **extra})
     for stage in ("pretrain", "finetune"):
         one, two = _losses(tmp_path / "one", stage), _losses(tmp_path / "two", stage)
         assert len(one) == len(two) > 0

@@ -167,3 +167,70 @@ def test_proxy_assisted_search_reuses_the_trained_supernet(tmp_path, uninterrupt
     searched = json.loads((tmp_path / "arch_searched.json").read_text())
     assert searched["search_mode"] == "proxy_assisted" and searched["proxy_ranked"] >= 2 * searched["evaluated"] - 2
     assert searched["evaluated"] <= 4 * 2
+
+
+def test_importance_reordering_in_the_search_resumes_to_the_same_result(tmp_path, monkeypatch):
+    """importance=true reorders FFN units after each pretraining epoch and after fine-tuning; the
+    accumulated scores ride in the checkpoint. elastic_widths=3 lets the search take narrower prefixes."""
+    cfg = resolve_config("smoke", overrides={**TINY, "importance": True, "elastic_widths": 3})
+    run_search(cfg, tmp_path / "full", progress=False)
+    # Killed in the middle of epoch 2 (checkpoint at step 6 holds the accumulator mid-epoch), resumed.
+    monkeypatch.setenv("ELMLIB_INTERRUPT_AT", "pretrain:7")
+    with pytest.raises(KeyboardInterrupt):
+        run_search(cfg, tmp_path / "killed", progress=False)
+    assert "importance" in torch.load(tmp_path / "killed" / "pretrain.ckpt", weights_only=False)["extra"]
+    monkeypatch.delenv("ELMLIB_INTERRUPT_AT")
+    run_search(cfg, tmp_path / "killed", progress=False)
+    got, want = _outputs(tmp_path / "killed"), _outputs(tmp_path / "full")
+    for key in ("pca", "growth", "history", "metrics"):
+        pd.testing.assert_frame_equal(got[key], want[key])
+    a, b = (torch.load(d / "supernet_finetune.pt", weights_only=False)["supernet"] for d in (tmp_path / "full",
+                                                                                       tmp_path / "killed"))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    # The search looked at widths below the grown sizes.
+    grown = {(r.layer, r.block_type, r.sharing): r.ffn_dim for r in want["pca"].itertuples() if r.epoch == 1}
+    final = {k: v + 16 * sum(1 for g in want["growth"].itertuples()
+                              if g.epoch == 1 and (g.layer, g.block_type, g.sharing) == k) for k, v in grown.items()}
+    widths = [(i, l["block"], l["sharing"], l["ffn_dim"]) for a in want["history"].arch
+              for i, l in enumerate(json.loads(a)["layers"])]
+    assert any(f < final[(i, b, s)] for i, b, s, f in widths)
+
+
+def test_importance_tracker_sorts_units_and_preserves_the_function():
+    """After reorder(), the same batches give every used FFN descending importance, the same outputs,
+    and the accumulator restarts (its state is what the checkpoint carries)."""
+    import random
+    from types import SimpleNamespace
+
+    from elmlib.importance import ImportanceAccumulator
+    from elmlib.search import ImportanceTracker
+    from elmlib.space import SearchSpace
+    from elmlib.supernet import Supernet
+
+    net = Supernet(SearchSpace.preset("smoke", ffn_init=48), seed=0).eval()  # no dropout: repeatable
+    arch = net.sample(random.Random(0))
+    ids = torch.randint(1000, 2000, (4, 12), generator=torch.Generator().manual_seed(0))
+    target = torch.randn(4, 12, 64, generator=torch.Generator().manual_seed(1))
+    loss = lambda: (net(ids, arch=arch).last_hidden_state * target).sum()  # noqa: E731
+    loop = SimpleNamespace(extra={})
+    tracker = ImportanceTracker(net, loop, enabled=True)
+    loss().backward()
+    tracker.update()
+    net.zero_grad(set_to_none=True)
+    assert loop.extra["importance"]["steps"] == 1
+    with torch.no_grad():
+        before = loss()
+    tracker.reorder()
+    with torch.no_grad():
+        assert torch.allclose(loss(), before, rtol=1e-5, atol=1e-4)
+    assert loop.extra["importance"]["steps"] == 0
+    check = ImportanceAccumulator(net)
+    loss().backward()
+    check.update()
+    used = {f"layers.{i}.{l.block}_{l.sharing}" for i, l in enumerate(arch.layers)}
+    for name, s in check.scores().items():
+        if name in used:
+            assert all((f[:-1] >= f[1:] * (1 - 1e-4)).all() for f in s.ffn), name
+    off = ImportanceTracker(net, SimpleNamespace(extra={}), enabled=False)
+    off.update(), off.reorder()
+    assert off.loop.extra == {}
