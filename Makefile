@@ -16,10 +16,18 @@ KERNEL := $(VENV)/share/jupyter/kernels/elmlib/kernel.json
 # read it (runs/<scale>-seed<k>/...). Multi-seed notebooks take N_SEEDS seeds (0 .. N_SEEDS-1).
 NOTEBOOKS := table3_squad fig1_ffn_growth fig2_pca_curves fig3a_cka_heads fig5_architectures table1_2_glue \
 	table5_8_ablations fig3b_block_similarity fig6_block_similarity_matrix efficiency proxy_search \
-	proxy_flexibert importance_reordering table4_clm
-SEEDED := fig5_architectures table1_2_glue table5_8_ablations efficiency proxy_search
+	importance_search proxy_flexibert importance_reordering table4_clm
+SEEDED := fig5_architectures table1_2_glue table5_8_ablations efficiency proxy_search importance_search
+# Notebooks with scales of their own (smoke and small): skipped at the search's micro scale.
+OWN_SCALES := proxy_flexibert importance_reordering table4_clm
 N_SEEDS ?= 1
 RUNS ?= runs
+# The offline task of the search notebooks (boolq is the paper's; at micro use a sentence task such as
+# rotten_tomatoes, which a 5M model can learn in minutes).
+TASK ?= boolq
+RUN_NOTEBOOKS := $(if $(filter micro,$(SCALE)),$(filter-out $(OWN_SCALES),$(NOTEBOOKS)),$(NOTEBOOKS))
+# Results of scales other than smoke go to results/<scale>/ and figures/<scale>/.
+OUT_ARGS := $(if $(filter-out smoke,$(SCALE)),--results results/$(SCALE) --figures figures/$(SCALE))
 
 .PHONY: setup kernel reproduce notebooks figures report test test-slow test-notebooks test-all bench clean
 
@@ -44,20 +52,21 @@ reproduce: setup kernel notebooks
 
 notebooks:
 	@mkdir -p notebooks/executed
-	@set -e; for nb in $(NOTEBOOKS); do \
+	@set -e; for nb in $(RUN_NOTEBOOKS); do \
 	  case " $(SEEDED) " in *" $$nb "*) seeds="-p n_seeds $(N_SEEDS)";; *) seeds="";; esac; \
+	  case " $(OWN_SCALES) " in *" $$nb "*) ;; *) seeds="$$seeds -p task $(TASK)";; esac; \
 	  echo "== $$nb ($(SCALE))"; \
 	  $(BIN)/python -m papermill notebooks/$$nb.ipynb notebooks/executed/$$nb-$(SCALE).ipynb -k elmlib \
 	    --log-level WARNING -p scale $(SCALE) -p run_dir "$(abspath $(RUNS))" $$seeds; \
 	done
 
-# Re-render every figure from results/*.csv (seconds; no training).
+# Re-render every figure from results/*.csv (seconds; no training); SCALE=micro: results/micro/.
 figures:
-	$(BIN)/python -m elmlib figures
+	$(BIN)/python -m elmlib figures $(OUT_ARGS)
 
 # The markdown results table of docs/results.md, from results/*.csv.
 report:
-	@$(BIN)/python -m elmlib figures --report
+	@$(BIN)/python -m elmlib figures --report $(OUT_ARGS)
 
 test: setup
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

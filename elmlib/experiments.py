@@ -257,11 +257,14 @@ def squad_status() -> str:
     return "not run: fine-tuning the found encoder on SQuAD is not wired into the pipeline yet"
 
 
-def output_dirs(out_dir: str | os.PathLike | None = None) -> tuple[Path, Path]:
+def output_dirs(out_dir: str | os.PathLike | None = None, scale: str = "smoke") -> tuple[Path, Path]:
     """(results, figures) folders: ``<out_dir>/results`` and ``<out_dir>/figures``, else the defaults
-    (``results/`` and ``figures/``, or ``$ELMLIB_RESULTS`` and ``$ELMLIB_FIGURES``)."""
+    (``results/`` and ``figures/``, or ``$ELMLIB_RESULTS`` and ``$ELMLIB_FIGURES``), with a
+    ``<scale>/`` subfolder for every scale but smoke, so the scales' tables live side by side."""
     from .files import figures_dir, results_dir
 
     if out_dir:
         return Path(out_dir) / "results", Path(out_dir) / "figures"
-    return results_dir(), figures_dir()
+    if scale == "smoke":
+        return results_dir(), figures_dir()
+    return results_dir() / scale, figures_dir() / scale

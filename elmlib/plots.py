@@ -420,12 +420,33 @@ def plot_proxy_search(df: pd.DataFrame):
     return fig
 
 
+def plot_importance_search(df: pd.DataFrame):
+    """Issue 6: the found model's dev metric and its mean FFN width per importance variant."""
+    plt = _style()
+    sns = __import__("seaborn")
+    first = df[df.metric == df.metric.iloc[0]]
+    order = list(dict.fromkeys(first.variant))
+    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4))
+    sns.barplot(data=first, x="variant", y="value", order=order, ax=a, color="#4C72B0", errorbar="sd")
+    _seed_points(a, first, "variant", "value", order)
+    a.set_ylabel(f"found model, {first.task.iloc[0]} dev {first.metric.iloc[0]}")
+    a.set_title(f"Result of the search ({df.scale.iloc[0]} scale)")
+    sns.barplot(data=first, x="variant", y="mean_ffn_dim", order=order, ax=b, color="#55A868", errorbar="sd")
+    b.set_ylabel("mean FFN dim of the found model")
+    b.set_title("Widths the search chose")
+    for ax in (a, b):
+        ax.set_xlabel("")
+        ax.set_xticks(range(len(order)), [o.replace(" + ", "\n+ ") for o in order])
+    return fig
+
+
 # --------------------------------------------------------------------------- registry, report, CLI
 
 PLOTS = {"fig1_ffn_growth": plot_fig1, "fig2_pca_curves": plot_fig2, "fig3a_cka_heads": plot_fig3a,
          "fig3b_block_similarity": plot_fig3b, "fig5_architectures": plot_fig5,
          "fig6_block_similarity_matrix": plot_fig6, "table1_2_glue": plot_table1_2, "table3_squad": plot_table3,
-         "table5_8_ablations": plot_table5_8, "efficiency": plot_efficiency, "proxy_search": plot_proxy_search}
+         "table5_8_ablations": plot_table5_8, "efficiency": plot_efficiency, "proxy_search": plot_proxy_search,
+         "importance_search": plot_importance_search}
 
 
 def render_all(results=None, figures=None) -> list[str]:
@@ -486,6 +507,27 @@ def report(results=None) -> str:
                 f"(dynamic {total['dynamic'].mean():.0f} s, fixed {total['fixed'].mean():.0f} s); "
                 f"paper {paper.SEARCH_COST_GPU_DAYS['fixed'] / paper.SEARCH_COST_GPU_DAYS['dynamic']:.2f} "
                 "(8.5 / 7.1 GPU-days)", ""]
+    path = results / "proxy_search.csv"
+    if path.exists():
+        df = pd.read_csv(path)
+        d = df[df.metric == df.metric.iloc[0]]
+        out += [f"**Search modes** (beyond the paper; {d.task.iloc[0]} dev {d.metric.iloc[0]} in %)", "",
+                "| mode | search time (s) | architectures scored | found model |", "| --- | --- | --- | --- |"]
+        for mode, g in d.groupby("mode", sort=False):
+            out.append(f"| {mode} | {g.search_seconds.mean():.0f} | {g.evaluations.mean():.0f} | "
+                       f"{_mean_sd(g.value, 100)} |")
+        out.append("")
+    path = results / "importance_search.csv"
+    if path.exists():
+        df = pd.read_csv(path)
+        d = df[df.metric == df.metric.iloc[0]]
+        out += [f"**Importance reordering in the search** (beyond the paper; {d.task.iloc[0]} dev "
+                f"{d.metric.iloc[0]} in %)", "",
+                "| variant | mean FFN dim | search score | found model |", "| --- | --- | --- | --- |"]
+        for variant, g in d.groupby("variant", sort=False):
+            out.append(f"| {variant} | {g.mean_ffn_dim.mean():.0f} | {_mean_sd(g.search_score, 100)} | "
+                       f"{_mean_sd(g.value, 100)} |")
+        out.append("")
     path = results / "fig3b_block_similarity.csv"
     if path.exists():
         df = pd.read_csv(path)

@@ -15,6 +15,10 @@ Stages, each writing into the run folder and skipped once its ``<stage>.done.jso
    -> cka.csv and the final arch.json.
 5. ``retrain``: the found architecture as a standalone model: pretraining with KD, fine-tuning with
    KD, dev evaluation -> final_metrics.csv (with latency) and model/ (save_pretrained).
+
+Beyond the paper: ``importance=true`` sorts every block's FFN units by first-order importance after
+each pretraining epoch and after fine-tuning (EFTNAS; `ImportanceTracker`), and ``elastic_widths=n``
+lets the search take FFN prefixes up to n-1 steps below the grown sizes (docs/importance.md).
 """
 from __future__ import annotations
 

@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parent.parent
 # The paper's notebooks and proxy_search, in dependency order: executed by this file's notebooks tier.
 NOTEBOOKS = ["table3_squad", "fig1_ffn_growth", "fig2_pca_curves", "fig3a_cka_heads", "fig5_architectures",
              "table1_2_glue", "table5_8_ablations", "fig3b_block_similarity", "fig6_block_similarity_matrix",
-             "efficiency", "proxy_search"]
+             "efficiency", "proxy_search", "importance_search"]
 # Notebooks with their own execution tests (test_proxies, test_importance, test_causal_lm).
 OTHERS = ["proxy_flexibert", "importance_reordering", "table4_clm"]
 
@@ -202,6 +202,10 @@ EXPECTED = {
                      lambda d: list(dict.fromkeys(d["mode"])) == ["supernet", "proxy_assisted", "proxy_only"]
                      and d.value.between(0, 1).all() and (d.params <= 1.05e6).all()
                      and d.set_index("mode").search_seconds["proxy_only"] < d.set_index("mode").search_seconds["supernet"]),
+    "importance_search": ({"variant", "metric", "value", "search_score", "mean_ffn_dim", "params", "scale", "seed"},
+                          lambda d: list(dict.fromkeys(d.variant)) == list(experiments.IMPORTANCE_VARIANTS)
+                          and d.value.between(0, 1).all() and (d.params <= 1.05e6).all()
+                          and d.mean_ffn_dim.between(16, 128).all()),
 }
 
 
