@@ -30,6 +30,7 @@ class SearchConfig:
     corpus: str = "offline"               # pretraining corpus source (elmlib.corpus)
     max_length: int = 128
     dropout: float = 0.1
+    classifier_pooling: str = "cls"       # task head: BERT's [CLS] or the mean over tokens (elmlib.modeling_elm)
     # --- supernet and its ablations (Tables V-VIII) ---
     candidates: str = "all"               # "all": 6 blocks per layer; "no_sharing": BERT + MobileBERT only
     dynamic_ffn: bool = True              # PCA-guided growth; False: every FFN fixed at fixed_ffn_dim
@@ -94,7 +95,7 @@ class SearchConfig:
     def __post_init__(self):
         choices = {"scale": tuple(SCALES), "candidates": ("all", "no_sharing"), "kd": ("relational", "classical"),
                    "growth_init": ("zero", "normal"), "space": SearchSpace.presets(),
-                   "search_mode": ("supernet", "proxy_assisted", "proxy_only")}
+                   "search_mode": ("supernet", "proxy_assisted", "proxy_only"), "classifier_pooling": ("cls", "mean")}
         for key, allowed in choices.items():
             if getattr(self, key) not in allowed:
                 raise ValueError(f"setting {key}={getattr(self, key)!r} is not allowed; expected one of {allowed}")
@@ -135,8 +136,9 @@ SCALES: dict[str, dict[str, Any]] = {
                   dev_limit=1000, checkpoint_every=50, latency_repeats=20, growth_k=21),
     # ~5 minutes per run folder on 2 CPU cores: the ELM-Micro space (hidden 192, 6 layers, 5M), whose
     # students learn (smoke's 1M budget leaves a 16-wide bottleneck that cannot); short schedules with
-    # learning rates raised to match, sequences of 64 (sentence tasks such as rotten_tomatoes).
-    "micro": dict(space="micro", budget=5e6, max_length=64, pretrain_epochs=2, pretrain_steps=60,
+    # learning rates raised to match, sequences of 64 (sentence tasks such as rotten_tomatoes), and mean
+    # pooling in the task head: after so few steps [CLS] still carries almost nothing of the input.
+    "micro": dict(space="micro", budget=5e6, max_length=64, classifier_pooling="mean", pretrain_epochs=2, pretrain_steps=60,
                   pretrain_batch_size=32, pretrain_lr=5e-4, finetune_epochs=2, finetune_steps=80,
                   finetune_batch_size=32, train_limit=0, teacher_epochs=1, teacher_max_steps=200, population=12,
                   generations=4, parents=4, search_limit=256, pca_batches=2, cka_batches=4,

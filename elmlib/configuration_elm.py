@@ -15,6 +15,7 @@ from transformers import PretrainedConfig
 BLOCK_TYPES = ("bert", "mobilebert")
 SHARINGS = ("none", "qv", "kv")
 NORMS = ("layer_norm", "no_norm")
+POOLINGS = ("cls", "mean")
 
 
 class ElmConfig(PretrainedConfig):
@@ -44,6 +45,7 @@ class ElmConfig(PretrainedConfig):
         mobilebert_num_ffn: int = 1,
         mobilebert_norm: str = "layer_norm",
         classifier_dropout: float | None = None,
+        classifier_pooling: str = "cls",
         pad_token_id: int = 0,
         tie_word_embeddings: bool = True,
         is_causal: bool = False,
@@ -66,6 +68,9 @@ class ElmConfig(PretrainedConfig):
         self.mobilebert_num_ffn = mobilebert_num_ffn
         self.mobilebert_norm = mobilebert_norm
         self.classifier_dropout = classifier_dropout
+        # "cls": BERT's first-token pooling; "mean": the mean over non-padding tokens (Sentence-BERT, the
+        # packaged teacher's pooling), which short CPU schedules learn from (CLS barely sees the input at init).
+        self.classifier_pooling = classifier_pooling
         # Causal (left-to-right) self-attention, for ElmForCausalLM (paper Sec. V, causal-LM transfer).
         self.is_causal = bool(is_causal)
         # Names other transformers utilities look for.
@@ -76,6 +81,9 @@ class ElmConfig(PretrainedConfig):
         self._check()
 
     def _check(self) -> None:
+        if self.classifier_pooling not in POOLINGS:
+            raise ValueError(f"classifier_pooling={self.classifier_pooling!r} is not allowed; expected one of "
+                             f"{POOLINGS}")
         if self.mobilebert_norm not in NORMS:
             raise ValueError(f"mobilebert_norm={self.mobilebert_norm!r} is not allowed; expected one of {NORMS}")
         if self.mobilebert_num_ffn < 1:

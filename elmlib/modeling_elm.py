@@ -463,18 +463,26 @@ class ElmForCausalLM(_ElmWithLMHead, GenerationMixin):
 
 
 class ElmClassificationHead(nn.Module):
-    """[CLS] -> dropout -> dense -> tanh -> dropout -> linear (the pooler lives in the head, so the
-    encoder's parameter count stays head-free)."""
+    """Pooling ([CLS], or the mean over non-padding tokens with ``classifier_pooling="mean"``) -> dropout
+    -> dense -> tanh -> dropout -> linear (the pooler lives in the head, so the encoder's parameter
+    count stays head-free)."""
 
     def __init__(self, config: ElmConfig):
         super().__init__()
         p = config.classifier_dropout if config.classifier_dropout is not None else config.hidden_dropout_prob
+        self.pooling = getattr(config, "classifier_pooling", "cls")
         self.dense = nn.Linear(config.hidden_size, config.hidden_size)
         self.dropout = nn.Dropout(p)
         self.out_proj = nn.Linear(config.hidden_size, config.num_labels)
 
-    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
-        return self.out_proj(self.dropout(torch.tanh(self.dense(self.dropout(hidden[:, 0])))))
+    def forward(self, hidden: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        if self.pooling == "mean":
+            mask = (torch.ones(hidden.shape[:2], device=hidden.device) if attention_mask is None
+                    else attention_mask).unsqueeze(-1).to(hidden.dtype)
+            pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1)
+        else:
+            pooled = hidden[:, 0]
+        return self.out_proj(self.dropout(torch.tanh(self.dense(self.dropout(pooled)))))
 
 
 class ElmForSequenceClassification(ElmPreTrainedModel):
@@ -487,7 +495,7 @@ class ElmForSequenceClassification(ElmPreTrainedModel):
 
     def forward(self, input_ids, attention_mask=None, token_type_ids=None, labels=None, **kwargs):
         out = self.elm(input_ids, attention_mask, token_type_ids, **kwargs)
-        logits = self.classifier(out.last_hidden_state)
+        logits = self.classifier(out.last_hidden_state, attention_mask)
         loss = None
         if labels is not None:
             if self.num_labels == 1:  # regression (STS-B style)

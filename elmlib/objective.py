@@ -73,7 +73,7 @@ class Objective(nn.Module):
             logits = self.head(out.last_hidden_state[masked])
             task = F.cross_entropy(logits, labels[masked], reduction="sum") / self.denominator(masked.sum())
         else:
-            logits = self.head(out.last_hidden_state)
+            logits = self.head(out.last_hidden_state, batch["attention_mask"])
             task = (F.mse_loss(logits.squeeze(-1), labels.float()) if self.kind == "regression"
                     else F.cross_entropy(logits, labels))
         parts = {"task": task}
@@ -95,6 +95,6 @@ def predict(encoder, head, batches, device, arch: Architecture | None = None) ->
         batch = to_device(batch, device)
         kw = dict(attention_mask=batch["attention_mask"], token_type_ids=batch["token_type_ids"])
         out = encoder(batch["input_ids"], arch=arch, **kw) if arch is not None else encoder(batch["input_ids"], **kw)
-        logits.append(head(out.last_hidden_state).float().cpu())
+        logits.append(head(out.last_hidden_state, batch["attention_mask"]).float().cpu())
         labels.append(batch["labels"].cpu())
     return torch.cat(logits), torch.cat(labels)

@@ -363,6 +363,7 @@ class SearchRun:
             torch.manual_seed(c.seed)
             head = ElmClassificationHead(self.space.config(net.uniform_path(*net.candidates[0]),
                                                            num_labels=self.spec.num_labels,
+                                                           classifier_pooling=c.classifier_pooling,
                                                            hidden_dropout_prob=c.dropout))
             init_weights(head, 0.02)
         head.to(self.device)
@@ -407,7 +408,8 @@ class SearchRun:
             net, state = self.load_supernet("supernet_finetune.pt")
             net.to(self.device).eval()
             head = ElmClassificationHead(self.space.config(net.uniform_path(*net.candidates[0]),
-                                                           num_labels=self.spec.num_labels))
+                                                           num_labels=self.spec.num_labels,
+                                                           classifier_pooling=c.classifier_pooling))
             head.load_state_dict(state["head"])
             head.to(self.device).eval()
             batches = list(TaskBatches(self.task_split("search", c.search_limit), self.tokenizer(),
@@ -568,7 +570,8 @@ class SearchRun:
             loop.ckpt_path.unlink(missing_ok=True)
             del teacher
 
-        cls = ElmForSequenceClassification(self.space.config(arch, num_labels=self.spec.num_labels, **keep))
+        cls = ElmForSequenceClassification(self.space.config(arch, num_labels=self.spec.num_labels,
+                                                             classifier_pooling=c.classifier_pooling, **keep))
         cls.elm.load_state_dict(mlm.elm.state_dict())
         if head_state is not None:
             cls.classifier.load_state_dict(head_state)

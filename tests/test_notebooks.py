@@ -106,7 +106,7 @@ def test_largest_uniform_baseline_is_the_biggest_that_fits():
     assert set(experiments.baseline_archs(resolve_config("small"))) == {"all-MobileBERT"}
 
 
-def test_experiment_arguments_are_checked(tmp_path):
+def test_experiment_arguments_are_checked(tmp_path, monkeypatch):
     assert experiments.seeds_of(2, 3) == [2, 3, 4]
     with pytest.raises(ValueError, match="n_seeds=0 is not allowed"):
         experiments.seeds_of(0, 0)
@@ -116,7 +116,25 @@ def test_experiment_arguments_are_checked(tmp_path):
         experiments.model_run("ELM-Huge", "smoke", root=tmp_path)
     assert experiments.run_path("smoke", 1, "main", tmp_path) == tmp_path / "smoke-seed1" / "main"
     assert experiments.output_dirs(tmp_path) == (tmp_path / "results", tmp_path / "figures")
+    assert experiments.output_dirs(tmp_path, "micro") == (tmp_path / "results", tmp_path / "figures")
+    monkeypatch.setenv("ELMLIB_RESULTS", str(tmp_path / "r"))
+    monkeypatch.setenv("ELMLIB_FIGURES", str(tmp_path / "f"))
+    # Scales other than smoke get their own subfolders, so the tables of each scale live side by side.
+    assert experiments.output_dirs("", "smoke") == (tmp_path / "r", tmp_path / "f")
+    assert experiments.output_dirs("", "micro") == (tmp_path / "r" / "micro", tmp_path / "f" / "micro")
     assert experiments.config("smoke", 3, kd="classical").seed == 3
+    with pytest.raises(ValueError, match="variant='nope' is not allowed"):
+        experiments.importance_run("nope", "smoke", root=tmp_path)
+
+
+def test_micro_scale_is_the_elm_micro_space_with_baselines_that_fit():
+    cfg = experiments.config("micro", 0, "rotten_tomatoes")
+    assert (cfg.space, cfg.budget, cfg.task) == ("micro", 5e6, "rotten_tomatoes")
+    assert paper.paper_model("micro") == "ELM-Micro" and experiments.MODELS["micro"] == {"ELM-Micro": None}
+    archs = experiments.baseline_archs(cfg)
+    assert archs and all(cfg.search_space().num_params(a) <= cfg.budget for a in archs.values())
+    with pytest.raises(ValueError, match="elastic_widths=0 is not allowed"):
+        experiments.config("micro", elastic_widths=0)
 
 
 def fake_run(folder: Path) -> Path:
