@@ -111,6 +111,13 @@ class DistillationLoss(nn.Module):
             return kl_logits(student, teacher, self.temperature)
         if student.shape[-1] == 1:  # regression: a single output has no row to correlate; use the batch
             loss = relational_loss(student.reshape(1, -1), teacher.reshape(1, -1))
+        elif student.shape[-1] == 2:
+            # Two classes: the correlation of two 2-vectors is +-1, the sign of (l0 - l1) times the
+            # teacher's, a step whose gradient near a tie grows like 1/sqrt(eps). That inflates Adam's
+            # second moments and stalls learning (measured: rotten_tomatoes at micro stays at chance
+            # with it, 69% without KD), so binary tasks use DIST's intra-class term (the correlation of
+            # each class's probability across the batch) in its place.
+            return intra_class_loss(student, teacher, self.temperature)
         else:
             loss = relational_loss(student, teacher)  # Eq. 4 on raw logits (a temperature would cancel)
         if self.intra_class_weight:

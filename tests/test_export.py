@@ -85,3 +85,30 @@ def test_exported_folder_loads_without_elmlib(tmp_path, trained_like):
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env,
                           cwd=tmp_path, timeout=300)
     assert done.returncode == 0 and done.stdout.strip().endswith("ok"), done.stderr[-2000:]
+
+
+def test_mean_pooling_head_ignores_padding_and_survives_export(tmp_path):
+    from elmlib.modeling_elm import ElmForSequenceClassification
+    from elmlib.space import Architecture, SearchSpace
+
+    space = SearchSpace.preset("smoke")
+    arch = Architecture.uniform(4, "mobilebert", "qv", 32, 4)
+    torch.manual_seed(0)
+    model = ElmForSequenceClassification(space.config(arch, num_labels=3, classifier_pooling="mean")).eval()
+    ids = torch.randint(1000, 2000, (2, 7), generator=torch.Generator().manual_seed(0))
+    mask = torch.ones_like(ids)
+    padded = torch.cat([ids, torch.zeros(2, 3, dtype=ids.dtype)], 1)
+    padded_mask = torch.cat([mask, torch.zeros(2, 3, dtype=mask.dtype)], 1)
+    with torch.no_grad():
+        logits = model(ids, mask).logits
+        torch.testing.assert_close(model(padded, padded_mask).logits, logits, atol=1e-6, rtol=1e-5)
+        cls_pooled = ElmForSequenceClassification(space.config(arch, num_labels=3))
+        cls_pooled.load_state_dict(model.state_dict())
+        assert not torch.allclose(cls_pooled.eval()(ids, mask).logits, logits)  # the setting matters
+    model.save_pretrained(tmp_path)
+    loaded = AutoModelForSequenceClassification.from_pretrained(tmp_path).eval()
+    assert loaded.config.classifier_pooling == "mean"
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(ids, mask).logits, logits)
+    with pytest.raises(ValueError, match="classifier_pooling='max' is not allowed"):
+        space.config(arch, classifier_pooling="max")

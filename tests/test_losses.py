@@ -82,3 +82,19 @@ def test_distillation_loss_combines_layers_and_trains_the_projections(kind):
         kd()
     with pytest.raises(ValueError, match="kind='mse' is not allowed"):
         DistillationLoss(2, 4, 8, 12, kind="mse")
+
+
+def test_binary_relational_logit_loss_is_the_batchwise_term_with_bounded_gradients():
+    """With 2 classes the per-sample correlation is a +-1 step whose gradient explodes near a tie;
+    the relational logit loss uses DIST's intra-class (batch-wise) correlation instead."""
+    from elmlib.losses import DistillationLoss, intra_class_loss
+
+    kd = DistillationLoss(2, 2, 8, 8)
+    teacher = torch.randn(16, 2, generator=torch.Generator().manual_seed(0))
+    student = (1e-6 * torch.randn(16, 2, generator=torch.Generator().manual_seed(1))).requires_grad_()
+    loss = kd.logits(student, teacher)
+    torch.testing.assert_close(loss, intra_class_loss(student, teacher))
+    loss.backward()
+    assert torch.isfinite(student.grad).all() and student.grad.abs().max() < 1e4
+    three = torch.randn(16, 3, generator=torch.Generator().manual_seed(2))
+    assert kd.logits(three, three) < 1e-4  # 3+ classes: Eq. 4 as before
