@@ -45,10 +45,24 @@ def relational_loss(student: torch.Tensor, teacher: torch.Tensor, eps: float = E
     return (1 - pearson(student.float(), teacher.float(), eps)).mean()
 
 
+def _global_batch(x: torch.Tensor) -> torch.Tensor:
+    """Under data parallelism, the rows of every rank (differentiable), so a correlation across the
+    batch is the global batch's, as in one process; otherwise ``x``. Every rank then computes the same
+    loss; all_gather's backward sums the ranks' gradients and DDP's mean undoes the factor."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return x
+    from torch.distributed.nn.functional import all_gather
+
+    return torch.cat(all_gather(x.contiguous()), 0)
+
+
 def intra_class_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float = 1.0,
                      eps: float = EPS) -> torch.Tensor:
     """DIST's intra-class term: per class, correlation of the softmax probabilities across the batch."""
     _check_pair(student_logits, teacher_logits)
+    student_logits, teacher_logits = _global_batch(student_logits), _global_batch(teacher_logits.detach())
     p_s = (student_logits.float() / temperature).softmax(-1)
     p_t = (teacher_logits.float() / temperature).softmax(-1)
     return relational_loss(p_s.transpose(0, 1), p_t.transpose(0, 1), eps)
