@@ -473,14 +473,19 @@ def _mean_sd(v: pd.Series, scale: float = 1.0) -> str:
     return f"{v.mean():.1f} ± {v.std():.1f} (n={len(v)})" if len(v) > 1 else f"{v.mean():.1f} (n=1)"
 
 
+def _first_metric(path: Path) -> pd.DataFrame:
+    """The rows of a results table on its first (headline) metric."""
+    df = pd.read_csv(path)
+    return df[df.metric == df.metric.iloc[0]]
+
+
 def report(results=None) -> str:
     """Markdown: our numbers (mean ± sd over seeds) beside the paper's, from results/*.csv."""
     results = Path(results or results_dir())
     out = []
     path = results / "table1_2_glue.csv"
     if path.exists():
-        df = pd.read_csv(path)
-        d = df[df.metric == df.metric.iloc[0]]
+        d = _first_metric(path)
         out += [f"**Found vs same-budget baselines** ({d.scale.iloc[0]} scale, {d.task.iloc[0]} dev "
                 f"{d.metric.iloc[0]} in %, mean ± sd over seeds)", "",
                 "| model | params | latency (ms) | ours | paper (model, GLUE dev avg) |", "| --- | --- | --- | --- | --- |"]
@@ -509,8 +514,7 @@ def report(results=None) -> str:
                 "(8.5 / 7.1 GPU-days)", ""]
     path = results / "proxy_search.csv"
     if path.exists():
-        df = pd.read_csv(path)
-        d = df[df.metric == df.metric.iloc[0]]
+        d = _first_metric(path)
         out += [f"**Search modes** (beyond the paper; {d.task.iloc[0]} dev {d.metric.iloc[0]} in %)", "",
                 "| mode | search time (s) | architectures scored | found model |", "| --- | --- | --- | --- |"]
         for mode, g in d.groupby("mode", sort=False):
@@ -519,8 +523,7 @@ def report(results=None) -> str:
         out.append("")
     path = results / "importance_search.csv"
     if path.exists():
-        df = pd.read_csv(path)
-        d = df[df.metric == df.metric.iloc[0]]
+        d = _first_metric(path)
         out += [f"**Importance reordering in the search** (beyond the paper; {d.task.iloc[0]} dev "
                 f"{d.metric.iloc[0]} in %)", "",
                 "| variant | mean FFN dim | search score | found model |", "| --- | --- | --- | --- |"]
