@@ -65,6 +65,18 @@ def atomic_write(path: str | os.PathLike, mode: str = "w", **open_kwargs: Any) -
         raise
 
 
+@contextlib.contextmanager
+def locked(path: str | os.PathLike) -> Iterator[None]:
+    """Hold an inter-process lock on ``path`` (a ``.<name>.lock`` file beside it) for a
+    read-modify-write of a file that several runs share, e.g. results/teachers.csv."""
+    from filelock import FileLock  # comes with huggingface_hub and torch
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(path.with_name(f".{path.name}.lock"))):
+        yield
+
+
 def write_json(obj: Any, path: str | os.PathLike) -> Path:
     with atomic_write(path) as f:
         json.dump(obj, f, indent=2, sort_keys=True, default=str)

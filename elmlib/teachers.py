@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from elmlib.files import cache_dir, results_dir, write_result
+from elmlib.files import cache_dir, locked, results_dir, write_result
 from elmlib.tasks import compute_metrics, get_task
 from elmlib.tokenization import _publish_dir, from_hub, load_tokenizer, task_dataloader, teacher_dir, tokenize_task
 
@@ -156,12 +156,13 @@ def record_teacher_metrics(task: str, teacher: str, metrics: dict, *, n_dev: int
     import pandas as pd
 
     path = results_dir() / "teachers.csv"
-    old = pd.read_csv(path) if path.exists() else pd.DataFrame()
     new = pd.DataFrame([{"teacher": teacher, "task": task, "metric": m, "value": v, "split": "dev", "n_dev": n_dev,
                          "steps": steps, "cache_key": key, **settings, "wall_time_s": round(wall_time_s, 2)}
                         for m, v in metrics.items()])
-    if len(old):
-        old = old[~((old["teacher"] == teacher) & (old["task"] == task) & old["metric"].isin(list(metrics)))]
-    table = pd.concat([old, new], ignore_index=True).sort_values(["teacher", "task", "metric"])
-    return write_result(table, path, config={"last_written": {"teacher": teacher, "task": task, **settings}},
-                        seed=settings.get("seed"), wall_time_s=wall_time_s)
+    with locked(path):  # runs in parallel (seeds, ablations) share this file; without the lock a row can be lost
+        old = pd.read_csv(path) if path.exists() else pd.DataFrame()
+        if len(old):
+            old = old[~((old["teacher"] == teacher) & (old["task"] == task) & old["metric"].isin(list(metrics)))]
+        table = pd.concat([old, new], ignore_index=True).sort_values(["teacher", "task", "metric"])
+        return write_result(table, path, config={"last_written": {"teacher": teacher, "task": task, **settings}},
+                            seed=settings.get("seed"), wall_time_s=wall_time_s)

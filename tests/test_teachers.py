@@ -47,3 +47,25 @@ def test_finetune_few_steps_caches_and_records(tmp_path, monkeypatch):
     monkeypatch.setattr(teachers, "_train", lambda *a, **k: pytest.fail("trained again despite the cache"))
     _, again = teachers.finetune_teacher("trec", **kwargs)
     assert again == metrics
+
+
+def _record_many(worker: int, n: int) -> None:
+    for i in range(n):
+        teachers.record_teacher_metrics(f"task{worker}-{i}", "teacher", {"accuracy": 0.5}, n_dev=1, steps=1, key="k",
+                                        settings={"seed": 0}, wall_time_s=0.0)
+
+
+def test_concurrent_runs_keep_every_teacher_row(tmp_path, monkeypatch):
+    """Parallel runs (seeds, ablations) upsert the shared teachers.csv; none may lose another's row."""
+    import multiprocessing
+
+    monkeypatch.setenv("ELMLIB_RESULTS", str(tmp_path))
+    ctx = multiprocessing.get_context("fork")
+    workers = [ctx.Process(target=_record_many, args=(w, 15)) for w in range(4)]
+    for p in workers:
+        p.start()
+    for p in workers:
+        p.join(120)
+    assert [p.exitcode for p in workers] == [0] * 4
+    table = pd.read_csv(tmp_path / "teachers.csv")
+    assert sorted(table["task"]) == sorted(f"task{w}-{i}" for w in range(4) for i in range(15))
