@@ -17,7 +17,7 @@ KERNEL := $(VENV)/share/jupyter/kernels/elmlib/kernel.json
 NOTEBOOKS := table3_squad fig1_ffn_growth fig2_pca_curves fig3a_cka_heads fig5_architectures table1_2_glue \
 	table5_8_ablations fig3b_block_similarity fig6_block_similarity_matrix efficiency proxy_search \
 	importance_search proxy_flexibert importance_reordering table4_clm
-SEEDED := fig5_architectures table1_2_glue table5_8_ablations efficiency proxy_search importance_search
+SEEDED := fig3b_block_similarity fig5_architectures table1_2_glue table5_8_ablations efficiency proxy_search importance_search
 # Notebooks with scales of their own (smoke and small): skipped at the search's micro scale.
 OWN_SCALES := proxy_flexibert importance_reordering table4_clm
 N_SEEDS ?= 1
