@@ -363,34 +363,17 @@ def _accuracy(model, batches, task: str) -> float:
 
 def finetune(model, batches, steps: int, *, lr: float = 5e-5, seed: int = 0, freeze_embeddings: bool = True,
              progress: bool = False) -> list[float]:
-    """Plain cross-entropy fine-tuning (AdamW, linear warm-up/decay; dropout seeded in a forked RNG).
-    ``freeze_embeddings``: the 30k-row word table stays fixed (most of the CPU time of a step
-    otherwise, and irrelevant to FFN importance). Returns the loss per step."""
-    from .training import adamw, linear_warmup_decay
+    """Plain cross-entropy fine-tuning (`training.fit`: AdamW, linear warm-up/decay; dropout seeded in
+    a forked RNG). ``freeze_embeddings``: the 30k-row word table stays fixed (most of the CPU time of a
+    step otherwise, and irrelevant to FFN importance). Returns the loss per step."""
+    from .training import fit
 
     if freeze_embeddings:
         model.elm.embeddings.requires_grad_(False)
-    opt = adamw([model], lr, 0.01)
-    schedule = linear_warmup_decay(opt, steps, 0.1)
-    losses, epoch = [], 0
-    model.train()
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        while len(losses) < steps:
-            for b in batches.epoch(epoch):
-                if len(losses) == steps:
-                    break
-                loss = model(**b).loss
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-                opt.step()
-                schedule.step()
-                opt.zero_grad(set_to_none=True)
-                losses.append(loss.item())
-                if progress and len(losses) % 50 == 0:
-                    print(f"step {len(losses)}/{steps}: loss {sum(losses[-50:]) / 50:.4f}", flush=True)
-            epoch += 1
-    return losses
+        return fit(model, batches.epoch, steps, lr=lr, weight_decay=0.01, warmup_ratio=0.1,
+                   log_every=50 if progress else 0)
 
 
 def run_reordering(*, scale: str = "smoke", seed: int = 0, task: str = "rotten_tomatoes",

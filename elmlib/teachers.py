@@ -24,6 +24,7 @@ import torch
 from elmlib.files import cache_dir, locked, results_dir, write_result
 from elmlib.tasks import compute_metrics, get_task
 from elmlib.tokenization import _publish_dir, from_hub, load_tokenizer, task_dataloader, teacher_dir, tokenize_task
+from elmlib.training import fit
 
 
 def _resolve(name_or_path: str) -> str:
@@ -60,30 +61,6 @@ def _predict(model, loader) -> tuple[torch.Tensor, torch.Tensor]:
             labels.append(batch.pop("labels"))
             logits.append(model(**batch).logits)
     return torch.cat(logits), torch.cat(labels)
-
-
-def _train(model, loader, *, epochs: int, lr: float, weight_decay: float, warmup_ratio: float,
-           max_steps: int | None) -> int:
-    """Plain AdamW + linear warm-up/decay loop; returns the number of optimiser steps taken."""
-    from elmlib.training import adamw, linear_warmup_decay
-
-    total = epochs * len(loader) if max_steps is None else min(max_steps, epochs * len(loader))
-    optimizer = adamw([model], lr, weight_decay)  # no decay on biases and norm weights (BERT's convention)
-    schedule = linear_warmup_decay(optimizer, total, warmup_ratio)
-    model.train()
-    step = 0
-    for _ in range(epochs):
-        for batch in loader:
-            if step >= total:
-                return step
-            loss = model(**batch).loss
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            optimizer.step()
-            schedule.step()
-            optimizer.zero_grad(set_to_none=True)
-            step += 1
-    return step
 
 
 def finetune_teacher(task: str, teacher: str = "teacher", *, epochs: int = 3, lr: float = 5e-5, batch_size: int = 32,
@@ -128,8 +105,10 @@ def finetune_teacher(task: str, teacher: str = "teacher", *, epochs: int = 3, lr
             problem_type="regression" if spec.is_regression else "single_label_classification")
         source = _resolve(teacher)
         model = load(source) if Path(source).is_dir() else from_hub(load, source, "teacher model", "teacher")
-        steps = _train(model, task_dataloader(train, tokenizer, batch_size, shuffle=True, seed=seed), epochs=epochs,
-                       lr=lr, weight_decay=weight_decay, warmup_ratio=warmup_ratio, max_steps=max_steps)
+        loader = task_dataloader(train, tokenizer, batch_size, shuffle=True, seed=seed)
+        total = epochs * len(loader) if max_steps is None else min(max_steps, epochs * len(loader))
+        steps = len(fit(model, lambda epoch: loader, total, lr=lr, weight_decay=weight_decay,
+                        warmup_ratio=warmup_ratio))
         logits, labels = _predict(model, task_dataloader(dev, tokenizer, 2 * batch_size))  # DataLoader draws a seed
     metrics = compute_metrics(spec, logits.numpy(), labels.numpy())
     wall = time.perf_counter() - t0

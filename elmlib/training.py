@@ -56,6 +56,36 @@ def linear_warmup_decay(optimizer, total_steps: int, warmup_ratio: float) -> tor
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
+def fit(model: nn.Module, batches_for_epoch: Callable[[int], Iterable[dict]], steps: int, *, lr: float,
+        weight_decay: float = 0.01, warmup_ratio: float = 0.1, log_every: int = 0) -> list[float]:
+    """A plain (not resumable) fine-tuning loop for short jobs such as the task teachers: ``steps``
+    AdamW updates of ``model(**batch).loss`` with linear warm-up/decay and gradient clipping at 1.0,
+    over ``batches_for_epoch(0)``, ``(1)``, ... Returns the loss of every step."""
+    optimizer = adamw([model], lr, weight_decay)
+    schedule = linear_warmup_decay(optimizer, steps, warmup_ratio)
+    losses: list[float] = []
+    model.train()
+    for epoch in itertools.count():
+        if len(losses) >= steps:
+            break
+        before = len(losses)
+        for batch in batches_for_epoch(epoch):
+            if len(losses) >= steps:
+                break
+            loss = model(**batch).loss
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            optimizer.step()
+            schedule.step()
+            optimizer.zero_grad(set_to_none=True)
+            losses.append(loss.item())
+            if log_every and len(losses) % log_every == 0:
+                print(f"step {len(losses)}/{steps}: loss {sum(losses[-log_every:]) / log_every:.4f}", flush=True)
+        if len(losses) == before:
+            raise ValueError(f"epoch {epoch} yielded no batches; fit needs a non-empty training set")
+    return losses
+
+
 def save_checkpoint(path: Path, state: dict) -> None:
     with atomic_write(path, "wb") as f:
         torch.save({"format": CHECKPOINT_FORMAT, **state}, f)

@@ -44,7 +44,7 @@ def test_finetune_few_steps_caches_and_records(tmp_path, monkeypatch):
     assert row["steps"] == 2 and row["n_dev"] == 64 and row["value"] == pytest.approx(metrics["accuracy"])
     assert (csv.parent / "teachers.provenance.json").exists()
     assert len(list((tmp_path / "cache" / "teachers").iterdir())) == 1
-    monkeypatch.setattr(teachers, "_train", lambda *a, **k: pytest.fail("trained again despite the cache"))
+    monkeypatch.setattr(teachers, "fit", lambda *a, **k: pytest.fail("trained again despite the cache"))
     _, again = teachers.finetune_teacher("trec", **kwargs)
     assert again == metrics
 
