@@ -172,18 +172,21 @@ def fig3b_table(run_dirs: dict, scale: str, seed: int) -> pd.DataFrame:
 
 
 def plot_fig3b(df: pd.DataFrame):
+    """Mean over seeds per layer, whiskers one sd. Points, not bars: the KD kinds differ in the third
+    decimal at small scales, which bars drawn from zero would hide."""
     plt = _style()
     fig, ax = plt.subplots(figsize=(7, 4))
     kinds = sorted(df.kd.unique())
-    width = 0.8 / len(kinds)
     for k, kd in enumerate(kinds):
         g = df[df.kd == kd].groupby("layer").similarity.agg(["mean", "std"]).reset_index()
-        ax.bar(g.layer + 1 + (k - (len(kinds) - 1) / 2) * width, g["mean"], width, yerr=g["std"].fillna(0),
-               label={"classical": "classical KD (KL + MSE)", "relational": "relational KD (Pearson)"}.get(kd, kd),
-               capsize=3)
+        ax.errorbar(g.layer + 1 + (k - (len(kinds) - 1) / 2) * 0.08, g["mean"], yerr=g["std"].fillna(0), marker="o",
+                    capsize=3, label={"classical": "classical KD (KL + MSE)",
+                                      "relational": "relational KD (Pearson)"}.get(kd, kd))
+    ax.set_xticks(sorted(df.layer.unique() + 1))
     ax.set_xlabel("layer")
     ax.set_ylabel("mean cosine similarity\nbetween blocks")
-    ax.set_title("Similarity of the candidate blocks' features")
+    n = df.seed.nunique() if "seed" in df else 1
+    ax.set_title("Similarity of the candidate blocks' features" + (f" (mean ± sd, {n} seeds)" if n > 1 else ""))
     ax.legend()
     return fig
 
