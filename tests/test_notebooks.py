@@ -179,9 +179,13 @@ def test_ablation_deltas_and_report(tmp_path):
     assert deltas.delta.tolist() == pytest.approx([0.10, 0.06])
     assert deltas.paper_delta.iloc[0] == pytest.approx(75.0 - 73.8)
     df.to_csv(tmp_path / "table5_8_ablations.csv", index=False)
+    sim = [dict(scale="smoke", seed=seed, kd=kd, layer=layer, similarity=0.9 - 0.01 * (kd == "relational") * layer)
+           for seed in (0, 1) for kd in ("classical", "relational") for layer in (0, 1)]
+    pd.DataFrame(sim).to_csv(tmp_path / "fig3b_block_similarity.csv", index=False)
     text = plots.report(tmp_path)
-    assert "| VII | kd | 8.0 ± 2.8 (n=2) | +1.2 |" in text
-    assert plots.render_all(tmp_path, tmp_path / "fig") == ["table5_8_ablations"]
+    assert "| VII | kd | +8.0 ± 2.8 (n=2) | +1.2 |" in text
+    assert "classical KD 0.900, relational KD 0.895; relational below classical in 2 of 4 (seed, layer) pairs" in text
+    assert plots.render_all(tmp_path, tmp_path / "fig") == ["fig3b_block_similarity", "table5_8_ablations"]
     assert (tmp_path / "fig" / "table5_8_ablations.png").stat().st_size > 1000
 
 
