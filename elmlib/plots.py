@@ -430,8 +430,11 @@ def plot_importance_search(df: pd.DataFrame):
     first = df[df.metric == df.metric.iloc[0]]
     order = list(dict.fromkeys(first.variant))
     fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4))
-    sns.barplot(data=first, x="variant", y="value", order=order, ax=a, color="#4C72B0", errorbar="sd")
-    _seed_points(a, first, "variant", "value", order)
+    # one line per seed: the variants differ by tenths of a point, so the y-axis is free, not from zero
+    for seed, g in first.groupby("seed"):
+        g = g.set_index("variant").reindex(order)
+        a.plot(range(len(order)), g.value, marker="o", label=f"seed {seed}")
+    a.legend(fontsize=8)
     a.set_ylabel(f"found model, {first.task.iloc[0]} dev {first.metric.iloc[0]}")
     a.set_title(f"Result of the search ({df.scale.iloc[0]} scale)")
     sns.barplot(data=first, x="variant", y="mean_ffn_dim", order=order, ax=b, color="#55A868", errorbar="sd")
