@@ -47,6 +47,8 @@ def test_every_stored_notebook_is_clean_with_one_parameters_cell(path):
     assert len(params) == 1
     assert {"scale", "seed", "run_dir", "out_dir"} <= set(re.findall(r"^(\w+) = ", "".join(params[0]["source"]), re.M))
     assert all(c.get("outputs", []) == [] and c.get("execution_count") is None for c in cells if c["cell_type"] == "code")
+    ids = [c.get("id") for c in cells]  # nbformat 4.5 requires them; without, papermill warns and Jupyter rewrites
+    assert None not in ids and len(set(ids)) == len(ids)
 
 
 @pytest.mark.parametrize("name", NOTEBOOKS)
