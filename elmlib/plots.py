@@ -21,7 +21,7 @@ import pandas as pd
 
 from . import paper
 from .experiments import stage_seconds
-from .files import figures_dir, results_dir
+from .files import atomic_write, figures_dir, results_dir
 from .space import CANDIDATES
 
 BLOCK_LABELS = [f"{b[:4] if b == 'bert' else 'Mob'}-{s}" for b, s in CANDIDATES]  # index = paper Fig. 6 order
@@ -43,12 +43,16 @@ def _integer_ticks():
 
 
 def save(fig, name: str, folder: str | os.PathLike | None = None) -> list[Path]:
-    """Write ``<folder>/<name>.png`` and ``.pdf`` (folder: figures_dir() by default)."""
+    """Write ``<folder>/<name>.png`` and ``.pdf`` (folder: figures_dir() by default), atomically.
+    The PDF carries no creation date, so re-rendering unchanged results rewrites identical bytes."""
     folder = Path(folder or figures_dir())
     folder.mkdir(parents=True, exist_ok=True)
     paths = [folder / f"{name}.{ext}" for ext in ("png", "pdf")]
     for path in paths:
-        fig.savefig(path, dpi=150 if path.suffix == ".png" else None)
+        png = path.suffix == ".png"
+        with atomic_write(path, "wb") as f:
+            fig.savefig(f, format=path.suffix[1:], dpi=150 if png else None,
+                        metadata=None if png else {"CreationDate": None})
     return paths
 
 
@@ -405,21 +409,33 @@ def plot_efficiency(df: pd.DataFrame):
     return fig
 
 
+def _per_seed_lines(ax, df: pd.DataFrame, x_col: str, order: list, labels: list | None = None) -> None:
+    """One line per seed across the variants in ``order``: paired differences of tenths of a point stay
+    visible (the y-axis is free, not from zero)."""
+    for seed, g in df.groupby("seed"):
+        ax.plot(range(len(order)), g.set_index(x_col).reindex(order).value, marker="o", label=f"seed {seed}")
+    ax.set_xticks(range(len(order)), labels or order)
+    ax.set_xlim(-0.4, len(order) - 0.6)
+    ax.legend(fontsize=8)
+
+
 def plot_proxy_search(df: pd.DataFrame):
     """Issue 6: search wall time and the found model's dev metric per search mode."""
     plt = _style()
-    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4))
+    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4), layout="constrained")
     modes = list(dict.fromkeys(df["mode"]))
     first = df[df.metric == df.metric.iloc[0]]
     t = first.groupby("mode")[["supernet_seconds", "evolution_seconds"]].mean().reindex(modes)
+    t.columns = ["supernet training", "evolution"]
     t.plot.bar(stacked=True, ax=a, rot=0)
     a.set_ylabel("seconds (mean over seeds)")
+    a.set_xlabel("")
     a.set_title(f"Search cost ({df.scale.iloc[0]} scale)")
-    sns = __import__("seaborn")
-    sns.barplot(data=first, x="mode", y="value", order=modes, ax=b, color="#4C72B0", errorbar="sd")
+    a.legend(loc="upper right")
+    # proxy-only has no supernet to inherit from: its found model is trained from scratch
+    _per_seed_lines(b, first, "mode", modes, [m + ("\n(from scratch)" if m == "proxy_only" else "") for m in modes])
     b.set_ylabel(f"found model, dev {first.metric.iloc[0]}")
-    b.set_xlabel("")
-    b.set_title("Result of the search")
+    b.set_title(f"Result of the search ({first.task.iloc[0]})")
     return fig
 
 
@@ -430,11 +446,7 @@ def plot_importance_search(df: pd.DataFrame):
     first = df[df.metric == df.metric.iloc[0]]
     order = list(dict.fromkeys(first.variant))
     fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4))
-    # one line per seed: the variants differ by tenths of a point, so the y-axis is free, not from zero
-    for seed, g in first.groupby("seed"):
-        g = g.set_index("variant").reindex(order)
-        a.plot(range(len(order)), g.value, marker="o", label=f"seed {seed}")
-    a.legend(fontsize=8)
+    _per_seed_lines(a, first, "variant", order)
     a.set_ylabel(f"found model, {first.task.iloc[0]} dev {first.metric.iloc[0]}")
     a.set_title(f"Result of the search ({df.scale.iloc[0]} scale)")
     sns.barplot(data=first, x="variant", y="mean_ffn_dim", order=order, ax=b, color="#55A868", errorbar="sd")

@@ -6,6 +6,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -274,3 +275,17 @@ def test_epoch_tables_survive_epochs_without_rows(tmp_path):
     SearchRun.upsert(path, [], 1)
     SearchRun.upsert(path, [dict(epoch=2, layer=0, block=1)], 2)
     assert pd.read_csv(path).to_dict("records") == [dict(epoch=2, layer=0, block=1)]
+
+
+def test_saved_figures_are_byte_identical_on_rerender(tmp_path):
+    """No creation date in the PDF: re-rendering unchanged results leaves git with nothing to commit."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots()
+    ax.plot([0, 1], [1, 0])
+    first = [p.read_bytes() for p in plots.save(fig, "line", tmp_path / "a")]
+    time.sleep(1.1)  # a PDF creation date has one-second resolution
+    again = [p.read_bytes() for p in plots.save(fig, "line", tmp_path / "b")]
+    plt.close(fig)
+    assert first == again and all(len(b) > 1000 for b in first)
+    assert not [p for p in (tmp_path / "a").iterdir() if p.name.startswith(".")]  # no temporary files left
