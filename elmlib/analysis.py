@@ -115,24 +115,33 @@ def block_similarity(features: list[torch.Tensor], mask: torch.Tensor | None = N
 
 @torch.no_grad()
 def latency_ms(model: torch.nn.Module, device: torch.device | str = "cpu", seq_len: int = 128, repeats: int = 50,
-               warmup: int = 5) -> float:
+               warmup: int = 5, cpu_threads: int = 1) -> float:
     """Median latency of batch 1 at ``seq_len`` tokens after warm-up, in ms (the same procedure for
-    every model of every table; CUDA timings are synchronised)."""
+    every model of every table; CUDA timings are synchronised). On CPU it runs on ``cpu_threads``
+    threads (then restores the setting): with several threads, other jobs on the machine make OpenMP
+    workers wait on each other and one busy core inflated a 2 ms model to 500 ms (measured)."""
     import time
 
     device = torch.device(device)
     was_training = model.training
+    threads = torch.get_num_threads()
+    if device.type == "cpu":
+        torch.set_num_threads(cpu_threads)
     model.eval()
     ids = torch.randint(1000, 2000, (1, seq_len), generator=torch.Generator().manual_seed(0)).to(device)
     times = []
-    for i in range(warmup + repeats):
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        start = time.perf_counter()
-        model(ids)
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        if i >= warmup:
-            times.append(time.perf_counter() - start)
-    model.train(was_training)
+    try:
+        with torch.no_grad():
+            for i in range(warmup + repeats):
+                if device.type == "cuda":
+                    torch.cuda.synchronize(device)
+                start = time.perf_counter()
+                model(ids)
+                if device.type == "cuda":
+                    torch.cuda.synchronize(device)
+                if i >= warmup:
+                    times.append(time.perf_counter() - start)
+    finally:
+        torch.set_num_threads(threads)
+        model.train(was_training)
     return float(torch.tensor(times).median()) * 1000

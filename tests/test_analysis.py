@@ -67,3 +67,19 @@ def test_block_similarity():
     assert sim.shape == (4, 4)
     assert torch.allclose(sim[0, 1], torch.tensor(1.0)) and torch.allclose(sim[0, 2], torch.tensor(-1.0))
     assert abs(sim[0, 3]) < 0.5
+
+
+def test_latency_runs_on_one_cpu_thread_and_restores_the_caller_settings():
+    from elmlib.analysis import latency_ms
+
+    seen = []
+
+    class Probe(torch.nn.Module):
+        def forward(self, ids):
+            seen.append((torch.get_num_threads(), torch.is_grad_enabled()))
+            return ids.float().sum()
+
+    model, before = Probe().train(), torch.get_num_threads()
+    assert latency_ms(model, repeats=3, warmup=1) >= 0
+    assert set(seen) == {(1, False)}  # one thread, no autograd graph: inference as deployed
+    assert torch.get_num_threads() == before and model.training
