@@ -127,7 +127,7 @@ class SearchConfig:
 
 SCALES: dict[str, dict[str, Any]] = {
     "paper": {},
-    # ~1 hour on 2 CPU cores (minutes on one GPU): the real spaces, short schedules, subsets.
+    # ~3.5 h per run folder on 2 CPU cores (extrapolated; minutes on one GPU): the real spaces, short schedules, subsets.
     "small": dict(space="small", pretrain_epochs=4, pretrain_steps=150, pretrain_batch_size=32, max_length=128,
                   finetune_epochs=2, finetune_steps=100, finetune_batch_size=32, train_limit=4000,
                   teacher_epochs=1, teacher_max_steps=300, population=20, generations=8, parents=5,
