@@ -12,7 +12,7 @@ default understands transformers' ``BertLayer`` names, which elmlib's FlexiBERT 
     score = zerolm_score(feats, balance=0.5)          # or: python -m elmlib proxy --benchmark flexibert
 
 Scored on the FlexiBERT benchmark (Serianni & Kalita 2023) by ``python -m elmlib proxy``; the
-cross-validated correlations are in docs/proxy.md and results/proxy_flexibert.csv.
+cross-validated correlations are in docs/proxy.md and results/paper/proxy_flexibert.csv.
 """
 from __future__ import annotations
 
