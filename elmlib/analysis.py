@@ -131,16 +131,15 @@ def latency_ms(model: torch.nn.Module, device: torch.device | str = "cpu", seq_l
     ids = torch.randint(1000, 2000, (1, seq_len), generator=torch.Generator().manual_seed(0)).to(device)
     times = []
     try:
-        with torch.no_grad():
-            for i in range(warmup + repeats):
-                if device.type == "cuda":
-                    torch.cuda.synchronize(device)
-                start = time.perf_counter()
-                model(ids)
-                if device.type == "cuda":
-                    torch.cuda.synchronize(device)
-                if i >= warmup:
-                    times.append(time.perf_counter() - start)
+        for i in range(warmup + repeats):
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            start = time.perf_counter()
+            model(ids)
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            if i >= warmup:
+                times.append(time.perf_counter() - start)
     finally:
         torch.set_num_threads(threads)
         model.train(was_training)
