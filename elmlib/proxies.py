@@ -22,11 +22,14 @@ import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import TYPE_CHECKING, Callable, Iterator
 
 import numpy as np
 import torch
 from torch import nn
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 MIXING, FFN = "mixing", "ffn"
 

@@ -14,7 +14,7 @@ Stages, each writing into the run folder and skipped once its ``<stage>.done.jso
 4. ``heads``: linear CKA between the heads of every layer of the found architecture, Algorithm 1
    -> cka.csv and the final arch.json.
 5. ``retrain``: the found architecture as a standalone model: pretraining with KD, fine-tuning with
-   KD, dev evaluation -> final_metrics.csv (with latency) and model/ (save_pretrained).
+   KD, dev evaluation -> final_metrics.csv (with latency) and model/ (save_pretrained); `elmlib.retrain`.
 
 Beyond the paper: ``importance=true`` sorts every block's FFN units by first-order importance after
 each pretraining epoch and after fine-tuning (EFTNAS; `ImportanceTracker`), and ``elastic_widths=n``
@@ -34,16 +34,17 @@ import pandas as pd
 import torch
 from torch import nn
 
-from .analysis import MinibatchCKA, PCAAccumulator, block_similarity, head_number, latency_ms
+from .analysis import MinibatchCKA, PCAAccumulator, block_similarity, head_number
 from .config import SearchConfig, parse_sets, resolve_config
 from .distributed import Distributed
 from .evolution import EvolutionarySearch, EvolutionSettings
-from .files import project_root, write_csv, write_json, write_result
+from .files import project_root, write_csv, write_json
 from .growth import grow_ffn
 from .importance import ImportanceAccumulator, reorder_
 from .losses import DistillationLoss
-from .modeling_elm import ElmClassificationHead, ElmForMaskedLM, ElmForSequenceClassification, sdpa_mask
+from .modeling_elm import ElmClassificationHead, sdpa_mask
 from .objective import Objective, TaskBatches, predict, subset, to_device
+from .retrain import retrain, retrain_architecture  # noqa: F401 (re-exported)
 from .space import CANDIDATES, Architecture, LayerChoice, SearchSpace
 from .supernet import Supernet, init_weights
 from .training import TrainLoop, adamw, path_rng
@@ -519,100 +520,8 @@ class SearchRun:
         self.retrain(arch, self.dir, self.cfg.inherit_weights and self.cfg.search_mode != "proxy_only")
 
     def retrain(self, arch: Architecture, folder: Path, inherit: bool) -> pd.DataFrame:
-        """Retrain ``arch`` standalone (pretraining with KD, then task fine-tuning with KD) and evaluate it
-        on dev; writes final_metrics.csv and model/ into ``folder``. ``inherit`` starts from the fine-tuned
-        supernet's weights and task head, else from a fresh (seeded) initialisation."""
-        from .corpus import mlm_batches
-        from .files import device_description
-        from .tasks import compute_metrics
-        from .teachers import load_teacher
-
-        c = self.cfg
-        folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
-        self.space.validate(arch)
-        keep = dict(hidden_dropout_prob=c.dropout, attention_probs_dropout_prob=c.dropout)
-        head_state = None
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(c.seed)
-            if inherit:
-                net, state = self.load_supernet("supernet_finetune.pt")
-                mlm, head_state = net.extract(arch, ElmForMaskedLM, **keep), state["head"]
-                del net
-            else:
-                mlm = ElmForMaskedLM(self.space.config(arch, **keep))
-        mlm.to(self.device).train()
-        pretrained = folder / "retrain_pretrained"
-        if (pretrained / "config.json").exists():
-            mlm = ElmForMaskedLM.from_pretrained(pretrained).to(self.device)
-        else:
-            teacher = load_teacher(c.teacher).to(self.device)
-            kd = self.kd_loss(len(arch), teacher, with_logits=False).to(self.device)
-            objective = Objective(mlm.elm, mlm.predictions, kd, "mlm", c.mlm_weight)
-            corpus = mlm_batches(self.tokenizer(), c.max_length, c.pretrain_batch_size, "train", c.seed,
-                                 source=c.corpus)
-            loop = self.loop("retrain_pretrain", {"model": mlm, "kd": kd},
-                             adamw([mlm, kd], c.pretrain_lr, c.weight_decay), c.retrain_pretrain_epochs,
-                             c.retrain_pretrain_steps or len(corpus), folder)
-
-            def pre_step(batch, index):
-                batch = to_device(batch, self.device)
-                with torch.no_grad():
-                    t = teacher(batch["input_ids"], attention_mask=batch["attention_mask"],
-                                token_type_ids=batch["token_type_ids"])
-                parts = objective(batch, t)
-                parts["loss"].backward()
-                return parts
-
-            loop.resume()
-            loop.run(lambda e: corpus.set_epoch(e) or iter(corpus), pre_step)
-            mlm.save_pretrained(pretrained)
-            loop.ckpt_path.unlink(missing_ok=True)
-            del teacher
-
-        cls = ElmForSequenceClassification(self.space.config(arch, num_labels=self.spec.num_labels,
-                                                             classifier_pooling=c.classifier_pooling, **keep))
-        cls.elm.load_state_dict(mlm.elm.state_dict())
-        if head_state is not None:
-            cls.classifier.load_state_dict(head_state)
-        else:
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(c.seed)
-                init_weights(cls.classifier, cls.config.initializer_range)
-        cls.to(self.device).train()
-        task_teacher = self.task_teacher()
-        kd = self.kd_loss(len(arch), task_teacher, with_logits=True).to(self.device)
-        objective = Objective(cls.elm, cls.classifier, kd, self.kind, c.ce_weight)
-        train = TaskBatches(self.task_split("train90", c.train_limit), self.tokenizer(), c.finetune_batch_size, c.seed)
-        loop = self.loop("retrain_finetune", {"model": cls, "kd": kd}, adamw([cls, kd], c.retrain_lr, c.weight_decay),
-                         c.retrain_finetune_epochs, c.retrain_finetune_steps or len(train), folder)
-
-        def ft_step(batch, index):
-            batch = to_device(batch, self.device)
-            with torch.no_grad():
-                t = task_teacher(**batch)
-            parts = objective(batch, t)
-            parts["loss"].backward()
-            return parts
-
-        loop.resume()
-        loop.run(train.epoch, ft_step)
-        cls.eval()
-        dev = TaskBatches(self.task_split("dev", c.dev_limit), self.tokenizer(), c.eval_batch_size, shuffle=False)
-        logits, labels = predict(cls.elm, cls.classifier, dev.epoch(), self.device)
-        metrics = compute_metrics(self.spec, logits.numpy(), labels.numpy())
-        latency = latency_ms(cls, self.device, repeats=c.latency_repeats)
-        cls.save_pretrained(folder / "model")
-        self.tokenizer().save_pretrained(folder / "model")
-        table = pd.DataFrame([dict(task=c.task, metric=m, value=v, params=self.space.num_params(arch),
-                                   non_embedding_params=self.space.num_non_embedding_params(arch), latency_ms=latency,
-                                   device=device_description(), n_dev=len(labels), inherit_weights=inherit,
-                                   arch=arch.to_json(), scale=c.scale, seed=c.seed)
-                              for m, v in metrics.items()])
-        write_result(table, folder / "final_metrics.csv", config=c.to_dict(), seed=c.seed,
-                     wall_time_s=sum(self.times.values()))
-        loop.ckpt_path.unlink(missing_ok=True)
-        return table
+        """Retrain ``arch`` standalone into ``folder`` (`elmlib.retrain.retrain`)."""
+        return retrain(self, arch, folder, inherit)
 
     # --- driver ------------------------------------------------------------------------------------
     def run(self, stages=STAGES) -> Path:
@@ -642,17 +551,6 @@ def run_search(cfg: SearchConfig, run_dir: str | Path, overwrite: bool = False, 
     if unknown:
         raise ValueError(f"stages {unknown} are not allowed; expected a subset of {STAGES}")
     return SearchRun(cfg, run_dir, overwrite, progress).run(stages)
-
-
-def retrain_architecture(cfg: SearchConfig, arch: Architecture, run_dir: str | Path, name: str,
-                         inherit: bool = False, progress: bool = True) -> pd.DataFrame:
-    """Retrain any architecture (e.g. a uniform baseline of the same budget) with the search's recipe,
-    into ``run_dir/baselines/<name>``; skipped when its final_metrics.csv exists."""
-    run = SearchRun(cfg, run_dir, progress=progress)
-    folder = run.dir / "baselines" / name
-    if (folder / "final_metrics.csv").exists():
-        return pd.read_csv(folder / "final_metrics.csv")
-    return run.retrain(arch, folder, inherit)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -8,10 +8,10 @@ import torch
 
 from elmlib.configuration_elm import ElmConfig
 from elmlib.growth import grow_ffn
-from elmlib.importance import (BlockImportance, ImportanceAccumulator, estimate_importance, narrow, permute_ffn_,
+from elmlib.importance import (ImportanceAccumulator, estimate_importance, narrow, permute_ffn_,
                                permute_heads_, reorder_, reorder_block_, shrink_ffn_, unit_order)
 from elmlib.modeling_elm import ElmForSequenceClassification, ElmModel, build_block, sdpa_mask
-from elmlib.space import Architecture, LayerChoice
+from elmlib.space import Architecture
 from elmlib.supernet import Supernet
 from helpers import batch, tiny_space
 

@@ -1,0 +1,136 @@
+"""Stage 5 of the ELM search (paper Algorithm 2, Section IV-A): the found architecture as a standalone
+model, pretrained with KD on the corpus, fine-tuned with KD from the task teacher, evaluated on dev.
+
+    retrain_architecture(resolve_config("smoke"), arch, "runs/boolq-smoke", "all_bert")   # a baseline
+    SearchRun(cfg, run_dir).retrain(arch, folder, inherit=True)                        # what stage 5 calls
+
+The same recipe retrains the uniform baselines of Tables I/II, so "found vs hand-designed at equal
+parameters" compares architectures, not training.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pandas as pd
+import torch
+
+from .analysis import latency_ms
+from .config import SearchConfig
+from .corpus import mlm_batches
+from .files import device_description, write_result
+from .modeling_elm import ElmForMaskedLM, ElmForSequenceClassification
+from .objective import Objective, TaskBatches, predict, to_device
+from .space import Architecture
+from .supernet import init_weights
+from .tasks import compute_metrics
+from .teachers import load_teacher
+from .training import adamw
+
+if TYPE_CHECKING:
+    from .search import SearchRun
+
+
+def retrain(run: "SearchRun", arch: Architecture, folder: str | Path, inherit: bool) -> pd.DataFrame:
+    """Retrain ``arch`` standalone (pretraining with KD, then task fine-tuning with KD) and evaluate it
+    on dev; writes final_metrics.csv and model/ into ``folder``. ``inherit`` starts from the fine-tuned
+    supernet's weights and task head, else from a fresh (seeded) initialisation."""
+    c = run.cfg
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    run.space.validate(arch)
+    keep = dict(hidden_dropout_prob=c.dropout, attention_probs_dropout_prob=c.dropout)
+    head_state = None
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(c.seed)
+        if inherit:
+            net, state = run.load_supernet("supernet_finetune.pt")
+            mlm, head_state = net.extract(arch, ElmForMaskedLM, **keep), state["head"]
+            del net
+        else:
+            mlm = ElmForMaskedLM(run.space.config(arch, **keep))
+    mlm.to(run.device).train()
+    pretrained = folder / "retrain_pretrained"
+    if (pretrained / "config.json").exists():
+        mlm = ElmForMaskedLM.from_pretrained(pretrained).to(run.device)
+    else:
+        teacher = load_teacher(c.teacher).to(run.device)
+        kd = run.kd_loss(len(arch), teacher, with_logits=False).to(run.device)
+        objective = Objective(mlm.elm, mlm.predictions, kd, "mlm", c.mlm_weight)
+        corpus = mlm_batches(run.tokenizer(), c.max_length, c.pretrain_batch_size, "train", c.seed,
+                             source=c.corpus)
+        loop = run.loop("retrain_pretrain", {"model": mlm, "kd": kd},
+                         adamw([mlm, kd], c.pretrain_lr, c.weight_decay), c.retrain_pretrain_epochs,
+                         c.retrain_pretrain_steps or len(corpus), folder)
+
+        def pre_step(batch, index):
+            batch = to_device(batch, run.device)
+            with torch.no_grad():
+                t = teacher(batch["input_ids"], attention_mask=batch["attention_mask"],
+                            token_type_ids=batch["token_type_ids"])
+            parts = objective(batch, t)
+            parts["loss"].backward()
+            return parts
+
+        loop.resume()
+        loop.run(lambda e: corpus.set_epoch(e) or iter(corpus), pre_step)
+        mlm.save_pretrained(pretrained)
+        loop.ckpt_path.unlink(missing_ok=True)
+        del teacher
+
+    cls = ElmForSequenceClassification(run.space.config(arch, num_labels=run.spec.num_labels,
+                                                         classifier_pooling=c.classifier_pooling, **keep))
+    cls.elm.load_state_dict(mlm.elm.state_dict())
+    if head_state is not None:
+        cls.classifier.load_state_dict(head_state)
+    else:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(c.seed)
+            init_weights(cls.classifier, cls.config.initializer_range)
+    cls.to(run.device).train()
+    task_teacher = run.task_teacher()
+    kd = run.kd_loss(len(arch), task_teacher, with_logits=True).to(run.device)
+    objective = Objective(cls.elm, cls.classifier, kd, run.kind, c.ce_weight)
+    train = TaskBatches(run.task_split("train90", c.train_limit), run.tokenizer(), c.finetune_batch_size, c.seed)
+    loop = run.loop("retrain_finetune", {"model": cls, "kd": kd}, adamw([cls, kd], c.retrain_lr, c.weight_decay),
+                     c.retrain_finetune_epochs, c.retrain_finetune_steps or len(train), folder)
+
+    def ft_step(batch, index):
+        batch = to_device(batch, run.device)
+        with torch.no_grad():
+            t = task_teacher(**batch)
+        parts = objective(batch, t)
+        parts["loss"].backward()
+        return parts
+
+    loop.resume()
+    loop.run(train.epoch, ft_step)
+    cls.eval()
+    dev = TaskBatches(run.task_split("dev", c.dev_limit), run.tokenizer(), c.eval_batch_size, shuffle=False)
+    logits, labels = predict(cls.elm, cls.classifier, dev.epoch(), run.device)
+    metrics = compute_metrics(run.spec, logits.numpy(), labels.numpy())
+    latency = latency_ms(cls, run.device, repeats=c.latency_repeats)
+    cls.save_pretrained(folder / "model")
+    run.tokenizer().save_pretrained(folder / "model")
+    table = pd.DataFrame([dict(task=c.task, metric=m, value=v, params=run.space.num_params(arch),
+                               non_embedding_params=run.space.num_non_embedding_params(arch), latency_ms=latency,
+                               device=device_description(), n_dev=len(labels), inherit_weights=inherit,
+                               arch=arch.to_json(), scale=c.scale, seed=c.seed)
+                          for m, v in metrics.items()])
+    write_result(table, folder / "final_metrics.csv", config=c.to_dict(), seed=c.seed,
+                 wall_time_s=sum(run.times.values()))
+    loop.ckpt_path.unlink(missing_ok=True)
+    return table
+
+
+def retrain_architecture(cfg: SearchConfig, arch: Architecture, run_dir: str | Path, name: str,
+                         inherit: bool = False, progress: bool = True) -> pd.DataFrame:
+    """Retrain any architecture (e.g. a uniform baseline of the same budget) with the search's recipe,
+    into ``run_dir/baselines/<name>``; skipped when its final_metrics.csv exists."""
+    from .search import SearchRun
+
+    run = SearchRun(cfg, run_dir, progress=progress)
+    folder = run.dir / "baselines" / name
+    if (folder / "final_metrics.csv").exists():
+        return pd.read_csv(folder / "final_metrics.csv")
+    return retrain(run, arch, folder, inherit)
