@@ -249,12 +249,35 @@ def ablations(scale: str, seed: int = 0, task: str = "boolq", root=None) -> pd.D
 
 
 def squad_status() -> str:
-    """Why Table III has no numbers of ours (SQuAD is on the hub only; no package ships it)."""
+    """"" when SQuAD can be had, else why Table III has no numbers of ours (SQuAD is on the hub only)."""
     from .tasks import hub_offline, hub_reachable
 
     if hub_offline() or not hub_reachable():
         return "not run: requires hub data (rajpurkar/squad, rajpurkar/squad_v2), unreachable here"
-    return "not run: fine-tuning the found encoder on SQuAD is not wired into the pipeline yet"
+    return ""
+
+
+def squad_run(version: str, scale: str, seed: int = 0, task: str = "boolq", root=None, **overrides) -> dict:
+    """Table III: the main run's found encoder (its retrained, pretrained ``retrain_pretrained/``)
+    fine-tuned on SQuAD ``version`` at the scale's SQuAD schedule, in ``<main run>/squad-v<version>``."""
+    from .squad import finetune_squad, squad_settings
+
+    main = main_run(scale, seed, task, root)
+    settings = squad_settings(scale, version=version, seed=seed, **overrides)
+    return finetune_squad(main / "retrain_pretrained", main / f"squad-v{version}", settings)
+
+
+def squad_scores(scale: str, seed: int = 0, task: str = "boolq", root=None) -> tuple[dict, str]:
+    """({(task, metric): value} for SQuAD v1.1 and v2.0, status) for `plots.table3_table`; offline the
+    dict is empty and the status says why."""
+    status = squad_status()
+    if status:
+        return {}, status
+    ours = {}
+    for version, name in (("1.1", "squad"), ("2.0", "squad_v2")):
+        metrics = squad_run(version, scale, seed, task, root)
+        ours.update({(name, m): metrics[m] for m in ("exact_match", "f1")})
+    return ours, f"measured: {scale} found encoder fine-tuned on SQuAD without KD (elmlib.squad)"
 
 
 def output_dirs(out_dir: str | os.PathLike | None = None, scale: str = "smoke") -> tuple[Path, Path]:

@@ -1,4 +1,4 @@
-"""Stage 5 of the ELM search (paper Algorithm 2, Section IV-A): the found architecture as a standalone
+"""Stage 5 of the ELM search (paper Algorithm 2, step 5): the found architecture as a standalone
 model, pretrained with KD on the corpus, fine-tuned with KD from the task teacher, evaluated on dev.
 
     retrain_architecture(resolve_config("smoke"), arch, "runs/boolq-smoke", "all_bert")   # a baseline

@@ -10,16 +10,27 @@ collapse whitespace; F1 over bag-of-token overlap; maximum over the gold answers
     from elmlib.squad import read_squad_json, prepare_eval_features, postprocess_predictions, squad_evaluate
     examples = read_squad_json("tests/fixtures/squad.json")
     squad_evaluate(examples, {e["id"]: e["answers"]["text"][0] for e in examples})   # EM = F1 = 100
+
+`finetune_squad` fine-tunes a saved ELM encoder (a run's ``retrain_pretrained/``) as
+`ElmForQuestionAnswering` on SQuAD train and scores dev, resumably, with the paper's SQuAD learning
+rate (1e-4, Appendix A) and schedules per scale (`SQUAD_SCALES`).
 """
 from __future__ import annotations
 
 import collections
+import dataclasses
+import hashlib
 import json
+import random
 import re
 import string
+import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
+import torch
 
 from elmlib.tasks import SEARCH_FRACTION, get_task, hash_holdout, hub_load
 
@@ -191,3 +202,157 @@ def squad_evaluate(examples: list[dict], predictions: dict[str, str]) -> dict[st
                 result.update({f"{name}_exact": 100 * em[mask].mean(), f"{name}_f1": 100 * f1[mask].mean(),
                                f"{name}_total": int(mask.sum())})
     return {k: float(v) if isinstance(v, np.floating) else v for k, v in result.items()}
+
+
+# --------------------------------------------------------------------------- fine-tuning (Table III)
+
+
+@dataclass(frozen=True)
+class SquadSettings:
+    """SQuAD fine-tuning of a found encoder. Paper (Appendix A): lr 1e-4, batch 32, 10 epochs,
+    AdamW with weight decay 0.01 and linear decay after 10% warm-up; 384-token windows with stride 128
+    are BERT's SQuAD setting. Plain fine-tuning, unlike the paper's per-task fine-tuning with KD (Algorithm 2,
+    step 5): a SQuAD teacher would need a SQuAD fine-tuning run of its own."""
+    version: str = "1.1"
+    max_length: int = 384
+    doc_stride: int = 128
+    batch_size: int = 32
+    lr: float = 1e-4
+    weight_decay: float = 0.01
+    warmup_ratio: float = 0.1
+    epochs: int = 10
+    steps_per_epoch: int = 0      # 0 = one pass over the training windows
+    train_limit: int = 0          # training questions, a seeded sample (0 = all)
+    dev_limit: int = 0            # first dev questions (0 = all)
+    eval_batch_size: int = 64
+    checkpoint_every: int = 500
+    seed: int = 0
+    device: str = "auto"
+
+    def __post_init__(self):
+        if self.version not in ("1.1", "2.0"):
+            raise ValueError(f"version={self.version!r} is not allowed; expected '1.1' or '2.0'")
+        for name in ("max_length", "doc_stride", "batch_size", "epochs", "eval_batch_size", "checkpoint_every"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name}={getattr(self, name)} is not allowed; expected >= 1")
+        for name in ("steps_per_epoch", "train_limit", "dev_limit"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name}={getattr(self, name)} is not allowed; expected >= 0 (0 = all)")
+
+
+# Schedules per scale, like elmlib.config.SCALES: the paper's, then shorter ones on subsets.
+SQUAD_SCALES: dict[str, dict] = {
+    "paper": {},
+    "small": dict(epochs=2, steps_per_epoch=500, train_limit=16000, dev_limit=2000),
+    "micro": dict(max_length=256, doc_stride=96, epochs=2, steps_per_epoch=150, train_limit=4000, dev_limit=1000),
+    "smoke": dict(max_length=128, doc_stride=48, batch_size=8, epochs=1, steps_per_epoch=12, train_limit=256,
+                  dev_limit=64, eval_batch_size=16, checkpoint_every=5),
+}
+
+
+def squad_settings(scale: str, **overrides) -> SquadSettings:
+    if scale not in SQUAD_SCALES:
+        raise ValueError(f"scale={scale!r} is not allowed; expected one of {tuple(SQUAD_SCALES)}")
+    unknown = set(overrides) - {f.name for f in dataclasses.fields(SquadSettings)}
+    if unknown:
+        raise ValueError(f"unknown SQuAD settings {sorted(unknown)}; allowed: "
+                         f"{[f.name for f in dataclasses.fields(SquadSettings)]}")
+    return SquadSettings(**{**SQUAD_SCALES[scale], **overrides})
+
+
+def _claim(out_dir: Path, record: dict) -> None:
+    """A folder holds one fine-tuning: the same encoder and settings, else a clear error."""
+    path = out_dir / "squad_settings.json"
+    if path.exists():
+        old = json.loads(path.read_text())
+        if old != record:
+            changed = sorted(k for k in set(old) | set(record) if old.get(k) != record.get(k))
+            raise ValueError(f"{out_dir} holds a SQuAD fine-tuning with other settings (differs in {changed}); "
+                             "use another folder")
+        return
+    from .files import write_json
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_json(record, path)
+
+
+def finetune_squad(model_dir: str | Path, out_dir: str | Path, settings: SquadSettings = SquadSettings(), *,
+                   train: list[dict] | None = None, dev: list[dict] | None = None, progress: bool = False) -> dict:
+    """Fine-tune the encoder saved in ``model_dir`` for extractive QA and score it on dev.
+
+    ``train``/``dev`` default to SQuAD ``settings.version`` from the hub (`load_squad`); any examples in
+    the same layout work (`read_squad_json`). Writes ``squad_metrics.csv`` (EM, F1, and the v2.0
+    breakdowns), ``predictions.json`` and ``model/`` into ``out_dir``; a finished folder is returned
+    from cache, an interrupted one resumes from its last checkpoint. Returns {metric: value}."""
+    from .files import write_json, write_result
+    from .modeling_elm import ElmForQuestionAnswering
+    from .objective import to_device
+    from .tokenization import load_tokenizer
+    from .training import TrainLoop, adamw
+
+    s, model_dir, out_dir = settings, Path(model_dir), Path(out_dir)
+    if not (model_dir / "config.json").exists():
+        raise FileNotFoundError(f"model_dir={str(model_dir)!r} holds no saved model (config.json); expected a "
+                                "save_pretrained folder such as a run's retrain_pretrained/")
+    record = {**dataclasses.asdict(s), "model_dir": str(model_dir.resolve()),
+              "train": "squad" if train is None else f"{len(train)} given examples",
+              "dev": "squad" if dev is None else f"{len(dev)} given examples"}
+    _claim(out_dir, record)
+    metrics_path = out_dir / "squad_metrics.csv"
+    if metrics_path.exists():
+        done = pd.read_csv(metrics_path)
+        return dict(zip(done.metric, done.value.astype(float)))
+    start = time.time()
+    train = load_squad(s.version, "train") if train is None else train
+    dev = load_squad(s.version, "dev") if dev is None else dev
+    if s.train_limit and s.train_limit < len(train):
+        train = random.Random(s.seed).sample(train, s.train_limit)
+    dev = dev[:s.dev_limit] if s.dev_limit else dev
+    tokenizer = load_tokenizer("teacher")
+    feats = {k: torch.tensor(v) for k, v in prepare_train_features(train, tokenizer, s.max_length, s.doc_stride).items()}
+    n = len(feats["input_ids"])
+    steps = s.steps_per_epoch or n // s.batch_size
+    if n < s.batch_size or steps > n // s.batch_size:
+        raise ValueError(f"{n} training windows give {n // s.batch_size} batches of {s.batch_size} per epoch; "
+                         f"steps_per_epoch={s.steps_per_epoch} needs more (raise train_limit or lower it)")
+    device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if s.device == "auto" else s.device)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(s.seed)  # the new QA head's initialisation
+        model = ElmForQuestionAnswering.from_pretrained(model_dir).to(device)
+
+    def batches(epoch):
+        order = torch.randperm(n, generator=torch.Generator().manual_seed(s.seed * 1_000_003 + epoch))
+        for i in range(steps):
+            yield {k: v[order[i * s.batch_size:(i + 1) * s.batch_size]] for k, v in feats.items()}
+
+    def step(batch, index):
+        loss = model(**to_device(batch, device)).loss
+        loss.backward()
+        return {"loss": loss}
+
+    digest = hashlib.sha256(json.dumps(record, sort_keys=True).encode()).hexdigest()[:12]
+    loop = TrainLoop("squad", out_dir, modules={"model": model}, optimizer=adamw([model], s.lr, s.weight_decay),
+                     epochs=s.epochs, steps_per_epoch=steps, warmup_ratio=s.warmup_ratio,
+                     checkpoint_every=s.checkpoint_every, config_digest=digest, progress=progress, seed=s.seed)
+    model.train()
+    loop.resume()
+    loop.run(batches, step)
+
+    model.eval()
+    features = prepare_eval_features(dev, tokenizer, s.max_length, s.doc_stride)
+    inputs = {k: torch.tensor(features[k]) for k in ("input_ids", "token_type_ids", "attention_mask")}
+    starts, ends = [], []
+    with torch.no_grad():
+        for i in range(0, len(inputs["input_ids"]), s.eval_batch_size):
+            out = model(**to_device({k: v[i:i + s.eval_batch_size] for k, v in inputs.items()}, device))
+            starts.append(out.start_logits.float().cpu()), ends.append(out.end_logits.float().cpu())
+    predictions = postprocess_predictions(dev, features, torch.cat(starts).numpy(), torch.cat(ends).numpy(),
+                                          version_2=s.version == "2.0")
+    metrics = squad_evaluate(dev, predictions)
+    model.save_pretrained(out_dir / "model")
+    write_json(predictions, out_dir / "predictions.json")
+    table = pd.DataFrame([dict(metric=k, value=float(v)) for k, v in metrics.items()]).assign(
+        version=s.version, n_train=len(train), n_train_windows=n, steps=loop.total_steps, n_dev=len(dev))
+    write_result(table, metrics_path, config=record, seed=s.seed, wall_time_s=time.time() - start)
+    loop.ckpt_path.unlink(missing_ok=True)
+    return {k: float(v) for k, v in metrics.items()}

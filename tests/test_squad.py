@@ -90,3 +90,83 @@ def test_bad_stride_and_hub_fail_fast(tok, examples):
         squad.load_squad("1.1", "dev")
     with pytest.raises(ValueError, match="'1.1', '2.0'"):
         squad.load_squad("3", "dev")
+
+
+# --------------------------------------------------------------------------- fine-tuning
+
+
+@pytest.fixture(scope="module")
+def encoder(tmp_path_factory):
+    """A tiny ELM encoder saved like a run's retrain_pretrained/ (smoke space, random weights)."""
+    import random
+
+    import torch
+
+    from elmlib import SearchSpace
+    from elmlib.modeling_elm import ElmForMaskedLM
+
+    space = SearchSpace.preset("smoke")
+    folder = tmp_path_factory.mktemp("encoder")
+    torch.manual_seed(0)
+    ElmForMaskedLM(space.config(space.sample(random.Random(0)))).save_pretrained(folder)
+    return folder
+
+
+def _memorise(steps):
+    # One batch of 4 windows per epoch, a high constant rate: enough to memorise 5 questions.
+    return squad.squad_settings("smoke", batch_size=4, epochs=steps, steps_per_epoch=1, lr=3e-3, warmup_ratio=0.0,
+                                checkpoint_every=50)
+
+
+def test_finetune_memorises_the_fixture_and_caches(encoder, examples, tmp_path):
+    """Trained and scored on the same 5 questions, the answers come back exactly: the training labels
+    (token positions) and the post-processing (token -> character spans) agree end to end."""
+    once = squad.finetune_squad(encoder, tmp_path / "one", _memorise(1), train=examples, dev=examples)
+    learnt = squad.finetune_squad(encoder, tmp_path / "forty", _memorise(40), train=examples, dev=examples)
+    assert once["exact_match"] < 100.0 and learnt["exact_match"] == 100.0 and learnt["f1"] == 100.0
+    out = tmp_path / "forty"
+    assert {"squad_metrics.csv", "squad_metrics.provenance.json", "predictions.json", "model"} <= \
+        {p.name for p in out.iterdir()}
+    assert not (out / "squad.ckpt").exists()
+    stamp = (out / "squad_metrics.csv").stat().st_mtime_ns
+    assert squad.finetune_squad(encoder, out, _memorise(40), train=examples, dev=examples) == learnt
+    assert (out / "squad_metrics.csv").stat().st_mtime_ns == stamp  # from cache, not retrained
+    with pytest.raises(ValueError, match=r"other settings \(differs in \['epochs'\]\)"):
+        squad.finetune_squad(encoder, out, _memorise(41), train=examples, dev=examples)
+
+
+def test_finetune_resumes_where_it_was_killed(encoder, examples, tmp_path, monkeypatch):
+    from elmlib.training import Interrupted
+
+    whole = squad.finetune_squad(encoder, tmp_path / "whole", _memorise(12), train=examples, dev=examples)
+    monkeypatch.setenv("ELMLIB_INTERRUPT_AT", "squad:7")
+    with pytest.raises(Interrupted):
+        squad.finetune_squad(encoder, tmp_path / "killed", _memorise(12), train=examples, dev=examples)
+    assert (tmp_path / "killed" / "squad.ckpt").exists() and not (tmp_path / "killed" / "squad_metrics.csv").exists()
+    monkeypatch.delenv("ELMLIB_INTERRUPT_AT")
+    resumed = squad.finetune_squad(encoder, tmp_path / "killed", _memorise(12), train=examples, dev=examples)
+    assert resumed == whole
+    assert (tmp_path / "killed" / "predictions.json").read_text() == (tmp_path / "whole" / "predictions.json").read_text()
+
+
+def test_finetune_settings_are_checked(encoder, examples, tmp_path):
+    with pytest.raises(ValueError, match="scale='huge' is not allowed"):
+        squad.squad_settings("huge")
+    with pytest.raises(ValueError, match=r"unknown SQuAD settings \['lr_max'\]"):
+        squad.squad_settings("smoke", lr_max=1.0)
+    with pytest.raises(ValueError, match="version='3' is not allowed"):
+        squad.squad_settings("smoke", version="3")
+    with pytest.raises(ValueError, match="train_limit=-1 is not allowed"):
+        squad.squad_settings("smoke", train_limit=-1)
+    with pytest.raises(FileNotFoundError, match="holds no saved model"):
+        squad.finetune_squad(tmp_path, tmp_path / "out", train=examples, dev=examples)
+    with pytest.raises(ValueError, match="steps_per_epoch=12 needs more"):  # 5 questions give too few windows
+        squad.finetune_squad(encoder, tmp_path / "few", squad.squad_settings("smoke"), train=examples, dev=examples)
+
+
+def test_table3_offline_reports_why(monkeypatch):
+    from elmlib import experiments
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    ours, status = experiments.squad_scores("smoke", 0)
+    assert ours == {} and status.startswith("not run: requires hub data")
