@@ -22,6 +22,8 @@ SEEDED := fig3b_block_similarity fig5_architectures table1_2_glue table5_8_ablat
 OWN_SCALES := proxy_flexibert importance_reordering table4_clm
 N_SEEDS ?= 1
 RUNS ?= runs
+# JOBS=2 or more: build the run folders first, that many at once (`python -m elmlib runs`), then render.
+JOBS ?= 1
 # The offline task of the search notebooks (boolq is the paper's; at micro use a sentence task such as
 # rotten_tomatoes, which a 5M model can learn in minutes).
 TASK ?= boolq
@@ -29,7 +31,7 @@ RUN_NOTEBOOKS := $(if $(filter micro,$(SCALE)),$(filter-out $(OWN_SCALES),$(NOTE
 # Results of scales other than smoke go to results/<scale>/ and figures/<scale>/.
 OUT_ARGS := $(if $(filter-out smoke,$(SCALE)),--results results/$(SCALE) --figures figures/$(SCALE))
 
-.PHONY: setup kernel reproduce notebooks figures report test test-slow test-notebooks test-all bench clean
+.PHONY: setup kernel reproduce run-folders notebooks figures report test test-slow test-notebooks test-all bench clean
 
 setup: $(STAMP)
 
@@ -48,7 +50,12 @@ $(KERNEL): $(STAMP)
 
 # Every table and figure of the paper: results/<notebook>.csv, figures/<notebook>.png/.pdf,
 # executed copies in notebooks/executed/. `make reproduce SCALE=small N_SEEDS=3` for the real thing.
-reproduce: setup kernel notebooks
+reproduce: setup kernel $(if $(filter-out 1,$(JOBS)),run-folders) notebooks
+
+# Every run folder the notebooks of SCALE read, JOBS at a time, one dependency after another.
+run-folders: setup
+	$(BIN)/python -m elmlib runs --scale $(SCALE) --task $(TASK) --seeds $(N_SEEDS) --jobs $(JOBS) \
+	  --run-dir "$(abspath $(RUNS))"
 
 notebooks:
 	@mkdir -p notebooks/executed

@@ -85,48 +85,53 @@ def finetune_teacher(task: str, teacher: str = "teacher", *, epochs: int = 3, lr
                     eval_limit=eval_limit)
     key = _settings_key(teacher, task, settings)
     path = cache_dir() / "teachers" / f"{task}-{key}"
-    if path.exists() and not force:
-        model = AutoModelForSequenceClassification.from_pretrained(path, local_files_only=True)
-        return model.eval(), json.loads((path / "metrics.json").read_text())["metrics"]
+    # Runs of one seed started together (elmlib.schedule) train the teacher once: the others wait here,
+    # then load it from the cache.
+    with locked(path):
+        if path.exists() and not force:
+            model = AutoModelForSequenceClassification.from_pretrained(path, local_files_only=True)
+            return model.eval(), json.loads((path / "metrics.json").read_text())["metrics"]
 
-    t0 = time.perf_counter()
-    tokenizer = load_tokenizer("teacher" if teacher == "teacher" else teacher)
-    train = tokenize_task(task, "train90", tokenizer, max_length)
-    dev = tokenize_task(task, "dev", tokenizer, max_length)
-    if train_limit:  # a seeded subset (tests, smoke runs)
-        g = torch.Generator().manual_seed(seed)
-        train = train.select(torch.randperm(len(train), generator=g)[:train_limit].tolist())
-    if eval_limit:
-        dev = dev.select(range(min(eval_limit, len(dev))))
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        load = lambda name: AutoModelForSequenceClassification.from_pretrained(  # noqa: E731
-            name, num_labels=spec.num_labels, local_files_only=Path(name).is_dir(),
-            problem_type="regression" if spec.is_regression else "single_label_classification")
-        source = _resolve(teacher)
-        model = load(source) if Path(source).is_dir() else from_hub(load, source, "teacher model", "teacher")
-        loader = task_dataloader(train, tokenizer, batch_size, shuffle=True, seed=seed)
-        total = epochs * len(loader) if max_steps is None else min(max_steps, epochs * len(loader))
-        steps = len(fit(model, lambda epoch: loader, total, lr=lr, weight_decay=weight_decay,
-                        warmup_ratio=warmup_ratio))
-        logits, labels = _predict(model, task_dataloader(dev, tokenizer, 2 * batch_size))  # DataLoader draws a seed
-    metrics = compute_metrics(spec, logits.numpy(), labels.numpy())
-    wall = time.perf_counter() - t0
-    if any(math.isnan(v) for v in metrics.values()):
-        raise RuntimeError(f"{task}: dev metrics {metrics} contain NaN (constant predictions on a tiny dev subset?)")
+        t0 = time.perf_counter()
+        tokenizer = load_tokenizer("teacher" if teacher == "teacher" else teacher)
+        train = tokenize_task(task, "train90", tokenizer, max_length)
+        dev = tokenize_task(task, "dev", tokenizer, max_length)
+        if train_limit:  # a seeded subset (tests, smoke runs)
+            g = torch.Generator().manual_seed(seed)
+            train = train.select(torch.randperm(len(train), generator=g)[:train_limit].tolist())
+        if eval_limit:
+            dev = dev.select(range(min(eval_limit, len(dev))))
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            load = lambda name: AutoModelForSequenceClassification.from_pretrained(  # noqa: E731
+                name, num_labels=spec.num_labels, local_files_only=Path(name).is_dir(),
+                problem_type="regression" if spec.is_regression else "single_label_classification")
+            source = _resolve(teacher)
+            model = load(source) if Path(source).is_dir() else from_hub(load, source, "teacher model", "teacher")
+            loader = task_dataloader(train, tokenizer, batch_size, shuffle=True, seed=seed)
+            total = epochs * len(loader) if max_steps is None else min(max_steps, epochs * len(loader))
+            steps = len(fit(model, lambda epoch: loader, total, lr=lr, weight_decay=weight_decay,
+                            warmup_ratio=warmup_ratio))
+            logits, labels = _predict(model, task_dataloader(dev, tokenizer, 2 * batch_size))  # DataLoader draws a seed
+        metrics = compute_metrics(spec, logits.numpy(), labels.numpy())
+        wall = time.perf_counter() - t0
+        if any(math.isnan(v) for v in metrics.values()):
+            raise RuntimeError(f"{task}: dev metrics {metrics} contain NaN "
+                               "(constant predictions on a tiny dev subset?)")
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
-    model.save_pretrained(tmp)
-    tokenizer.save_pretrained(tmp)
-    (tmp / "metrics.json").write_text(json.dumps({"metrics": metrics, "settings": settings, "teacher": teacher,
-                                                  "task": task, "steps": steps, "n_train": len(train),
-                                                  "n_dev": len(dev), "wall_time_s": wall}, indent=2))
-    if force and path.exists():
-        shutil.rmtree(path)
-    _publish_dir(tmp, path)
-    record_teacher_metrics(task, teacher, metrics, n_dev=len(dev), steps=steps, key=key, settings=settings, wall_time_s=wall)
-    return model.eval(), metrics
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        (tmp / "metrics.json").write_text(json.dumps({"metrics": metrics, "settings": settings, "teacher": teacher,
+                                                      "task": task, "steps": steps, "n_train": len(train),
+                                                      "n_dev": len(dev), "wall_time_s": wall}, indent=2))
+        if force and path.exists():
+            shutil.rmtree(path)
+        _publish_dir(tmp, path)
+        record_teacher_metrics(task, teacher, metrics, n_dev=len(dev), steps=steps, key=key, settings=settings,
+                               wall_time_s=wall)
+        return model.eval(), metrics
 
 
 def record_teacher_metrics(task: str, teacher: str, metrics: dict, *, n_dev: int, steps: int, key: str,

@@ -43,7 +43,7 @@ def test_finetune_few_steps_caches_and_records(tmp_path, monkeypatch):
     row = table[table["task"] == "trec"].iloc[0]
     assert row["steps"] == 2 and row["n_dev"] == 64 and row["value"] == pytest.approx(metrics["accuracy"])
     assert (csv.parent / "teachers.provenance.json").exists()
-    assert len(list((tmp_path / "cache" / "teachers").iterdir())) == 1
+    assert len([d for d in (tmp_path / "cache" / "teachers").iterdir() if d.is_dir()]) == 1
     monkeypatch.setattr(teachers, "fit", lambda *a, **k: pytest.fail("trained again despite the cache"))
     _, again = teachers.finetune_teacher("trec", **kwargs)
     assert again == metrics
@@ -69,3 +69,34 @@ def test_concurrent_runs_keep_every_teacher_row(tmp_path, monkeypatch):
     assert [p.exitcode for p in workers] == [0] * 4
     table = pd.read_csv(tmp_path / "teachers.csv")
     assert sorted(table["task"]) == sorted(f"task{w}-{i}" for w in range(4) for i in range(15))
+
+
+def _finetune_counting(marker: str) -> None:
+    train = teachers.fit
+
+    def counted(*args, **kwargs):
+        with open(marker, "a") as f:
+            f.write("trained\n")
+        return train(*args, **kwargs)
+
+    teachers.fit = counted
+    teachers.finetune_teacher("trec", epochs=1, max_steps=4, batch_size=4, max_length=32, train_limit=16,
+                              eval_limit=32, seed=0)
+
+
+def test_concurrent_runs_train_one_teacher_once(tmp_path, monkeypatch):
+    """Run folders of one seed started together (elmlib.schedule) share a teacher: one trains it, the
+    others wait on its lock and load it from the cache."""
+    import multiprocessing
+
+    monkeypatch.setenv("ELMLIB_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("ELMLIB_RESULTS", str(tmp_path / "results"))
+    marker = tmp_path / "trained.txt"
+    ctx = multiprocessing.get_context("fork")
+    workers = [ctx.Process(target=_finetune_counting, args=(str(marker),)) for _ in range(3)]
+    for p in workers:
+        p.start()
+    for p in workers:
+        p.join(300)
+    assert [p.exitcode for p in workers] == [0] * 3
+    assert marker.read_text().splitlines() == ["trained"]
