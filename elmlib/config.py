@@ -127,7 +127,7 @@ class SearchConfig:
 
 SCALES: dict[str, dict[str, Any]] = {
     "paper": {},
-    # ~3.5 h per run folder on 2 CPU cores (extrapolated; minutes on one GPU): the real spaces, short schedules,
+    # ~2.7 h per run folder on one CPU thread (measured; minutes on one GPU): the real spaces, short schedules,
     # subsets. As at micro, mean pooling (a few hundred steps leave [CLS] at chance) and learning rates raised
     # to match the short schedules: at the paper's 1e-4 (pretraining) and 5e-5 (retraining) the MLM loss was
     # still 8.9 after 150 of 600 steps, and a found model retrained from scratch would barely move.
