@@ -50,7 +50,7 @@ import torch
 import torch.nn.functional as F
 
 from .files import atomic_write, cache_dir, write_json
-from .modeling_elm import ElmForCausalLM
+from .modeling_elm import ElmForCausalLM, output_cache
 from .space import Architecture, LayerChoice, SearchSpace
 from .tasks import package_dir
 from .training import TrainLoop, adamw
@@ -345,7 +345,7 @@ def sample_responses(model, prompts: torch.Tensor, prompt_mask: torch.Tensor, ma
         done |= token == eos_id
         if bool(done.all()):
             break
-        out = model(token[:, None], attention_mask=mask, past_key_values=out.past_key_values, use_cache=True)
+        out = model(token[:, None], attention_mask=mask, cache=output_cache(out), use_cache=True)
     model.train(was_training)
     return ids, mask, torch.stack(new_mask, 1)
 

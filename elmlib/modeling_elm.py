@@ -260,7 +260,24 @@ class ElmModelOutput(ModelOutput):
     attentions: tuple[torch.Tensor, ...] | None = None
     head_outputs: tuple[torch.Tensor, ...] | None = None
     ffn_hidden_states: tuple[torch.Tensor, ...] | None = None
-    past_key_values: Cache | None = None
+    cache: Cache | None = None
+
+
+# transformers 5.24 renamed the key/value cache of model inputs and outputs from ``past_key_values`` to
+# ``cache`` (generate() passes and reads the new name); both names are accepted here, and outputs carry
+# the name of the installed version.
+CACHE_NAME = "cache" if "cache" in CausalLMOutputWithPast.__dataclass_fields__ else "past_key_values"
+
+
+def output_cache(output) -> Cache | None:
+    """The key/value cache of a causal-LM output, under either transformers naming."""
+    return output.get(CACHE_NAME)
+
+
+def _either_cache(cache: Cache | None, past_key_values: Cache | None) -> Cache | None:
+    if cache is not None and past_key_values is not None:
+        raise ValueError("pass the key/value cache once: cache or past_key_values, not both")
+    return cache if cache is not None else past_key_values
 
 
 def sdpa_mask(attention_mask: torch.Tensor | None) -> torch.Tensor | None:
@@ -324,7 +341,7 @@ def run_layers(x, blocks, settings, mask, output_hidden_states=False, output_att
         attentions=tuple(attn) if output_attentions else None,
         head_outputs=tuple(heads_out) if output_head_outputs else None,
         ffn_hidden_states=tuple(ffn) if output_ffn_hidden else None,
-        past_key_values=cache,
+        cache=cache,
     )
 
 
@@ -347,7 +364,8 @@ class ElmModel(ElmPreTrainedModel):
     """The encoder: factorized embeddings + one block per layer of ``config.layers``. No pooler.
 
     With ``config.is_causal`` (set by ``ElmForCausalLM``) attention is left-to-right and a key/value
-    cache (``past_key_values``, a transformers ``Cache``) may carry earlier tokens."""
+    cache (``cache``, or ``past_key_values`` before transformers 5.24: a transformers ``Cache``) may carry
+    earlier tokens."""
 
     def __init__(self, config: ElmConfig):
         super().__init__(config)
@@ -365,19 +383,20 @@ class ElmModel(ElmPreTrainedModel):
 
     def forward(self, input_ids, attention_mask=None, token_type_ids=None, position_ids=None,
                 output_hidden_states=False, output_attentions=False, output_head_outputs=False,
-                output_ffn_hidden=False, return_dict=True, past_key_values: Cache | None = None,
-                use_cache: bool | None = None, **kwargs) -> ElmModelOutput:
+                output_ffn_hidden=False, return_dict=True, cache: Cache | None = None,
+                use_cache: bool | None = None, past_key_values: Cache | None = None, **kwargs) -> ElmModelOutput:
+        cache = _either_cache(cache, past_key_values)
         settings = [(int(l["heads"]), None) for l in self.config.layers]
         if not getattr(self.config, "is_causal", False):
-            if past_key_values is not None or use_cache:
-                raise ValueError("past_key_values/use_cache need a causal model (config.is_causal=True)")
+            if cache is not None or use_cache:
+                raise ValueError("a key/value cache (cache, use_cache) needs a causal model (config.is_causal=True)")
             x = self.embeddings(input_ids, token_type_ids, position_ids)
             out = run_layers(x, self.encoder.layer, settings, sdpa_mask(attention_mask), output_hidden_states,
                              output_attentions, output_head_outputs, output_ffn_hidden)
             return out if return_dict else out.to_tuple()
-        if use_cache and past_key_values is None:
-            past_key_values = DynamicCache()
-        past = past_key_values.get_seq_length() if past_key_values is not None else 0
+        if use_cache and cache is None:
+            cache = DynamicCache()
+        past = cache.get_seq_length() if cache is not None else 0
         length = input_ids.shape[1]
         if past + length > self.config.max_position_embeddings:
             raise ValueError(f"sequence length {past + length} (cached {past} + new {length}) exceeds "
@@ -387,7 +406,7 @@ class ElmModel(ElmPreTrainedModel):
         x = self.embeddings(input_ids, token_type_ids, position_ids)
         mask, is_causal = causal_mask(attention_mask, past, length, input_ids.device)
         out = run_layers(x, self.encoder.layer, settings, mask, output_hidden_states, output_attentions,
-                         output_head_outputs, output_ffn_hidden, past_key_values, is_causal)
+                         output_head_outputs, output_ffn_hidden, cache, is_causal)
         return out if return_dict else out.to_tuple()
 
 
@@ -445,12 +464,13 @@ class ElmForCausalLM(_ElmWithLMHead, GenerationMixin):
         config.is_causal = True
         super().__init__(config)
 
-    def forward(self, input_ids, attention_mask=None, position_ids=None, past_key_values: Cache | None = None,
+    def forward(self, input_ids, attention_mask=None, position_ids=None, cache: Cache | None = None,
                 use_cache: bool | None = None, labels=None, logits_to_keep: int = 0,
-                output_hidden_states: bool = False, output_attentions: bool = False, **kwargs):
+                output_hidden_states: bool = False, output_attentions: bool = False,
+                past_key_values: Cache | None = None, **kwargs):
         """``labels`` are the input ids themselves (shifted inside, -100 = ignored), as in GPT-2;
         ``logits_to_keep`` > 0 computes logits of the last positions only (generation)."""
-        out = self.elm(input_ids, attention_mask, position_ids=position_ids, past_key_values=past_key_values,
+        out = self.elm(input_ids, attention_mask, position_ids=position_ids, cache=_either_cache(cache, past_key_values),
                        use_cache=bool(use_cache), output_hidden_states=output_hidden_states,
                        output_attentions=output_attentions)
         hidden = out.last_hidden_state
@@ -458,8 +478,8 @@ class ElmForCausalLM(_ElmWithLMHead, GenerationMixin):
         loss = None
         if labels is not None:
             loss = F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), labels[:, 1:].flatten(), ignore_index=-100)
-        return CausalLMOutputWithPast(loss=loss, logits=logits, past_key_values=out.past_key_values if use_cache else None,
-                                      hidden_states=out.hidden_states, attentions=out.attentions)
+        return CausalLMOutputWithPast(loss=loss, logits=logits, hidden_states=out.hidden_states,
+                                      attentions=out.attentions, **{CACHE_NAME: out.cache if use_cache else None})
 
 
 class ElmClassificationHead(nn.Module):

@@ -14,6 +14,7 @@ from transformers import AutoModelForCausalLM
 
 import elmlib
 from helpers import all_candidate_archs, tiny_space
+from elmlib.modeling_elm import CACHE_NAME, output_cache
 
 
 def _perturbed(model, seed=0):
@@ -92,7 +93,7 @@ def test_cache_equals_full_forward_and_generate_agrees(candidate):
         out = model(ids[:, :5], use_cache=True)
         steps = [out.logits]
         for t in range(5, 11):
-            out = model(ids[:, t:t + 1], past_key_values=out.past_key_values, use_cache=True)
+            out = model(ids[:, t:t + 1], cache=output_cache(out), use_cache=True)
             steps.append(out.logits)
     torch.testing.assert_close(torch.cat(steps, 1), full, rtol=1e-5, atol=1e-5)
     kw = dict(max_new_tokens=8, min_new_tokens=8, do_sample=False, pad_token_id=0)
@@ -176,3 +177,23 @@ def test_causal_folder_loads_and_generates_without_elmlib(tmp_path):
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env,
                           cwd=tmp_path, timeout=300)
     assert done.returncode == 0 and done.stdout.strip().endswith("ok"), done.stderr[-2000:]
+
+
+def test_cache_accepted_under_both_transformers_names():
+    """transformers 5.24 renamed past_key_values to cache: both input names work, not both at once,
+    and the output holds the cache under the installed version's name (which generate() reads)."""
+    space = tiny_space()
+    model = elmlib.ElmForCausalLM(space.config(all_candidate_archs(space)[0])).eval()
+    ids = torch.randint(1, space.vocab_size, (2, 6), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        first = model(ids[:, :5], use_cache=True)
+        assert output_cache(first) is not None and output_cache(first).get_seq_length() == 5
+        assert CACHE_NAME in first.keys()
+        by_new = model(ids[:, 5:], cache=output_cache(first), use_cache=True).logits
+        first = model(ids[:, :5], use_cache=True)
+        by_old = model(ids[:, 5:], past_key_values=output_cache(first), use_cache=True).logits
+        torch.testing.assert_close(by_new, by_old, rtol=0, atol=0)
+        cache = output_cache(model(ids[:, :5], use_cache=True))
+        with pytest.raises(ValueError, match="cache or past_key_values"):
+            model(ids[:, 5:], cache=cache, past_key_values=cache, use_cache=True)
+        assert output_cache(model(ids)) is None
