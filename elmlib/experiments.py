@@ -4,7 +4,8 @@
 Every notebook calls these; each call is cached by its run folder (``run_search`` skips finished
 stages), so the first notebook that needs a run pays for it and the others only read it. Layout:
 ``<root>/<scale>-seed<k>/{main, ablation-<name>, budget-<model>}`` with root ``runs/`` by default
-(``ELMLIB_RUNS`` or a notebook's ``run_dir`` parameter change it).
+(``ELMLIB_RUNS`` or a notebook's ``run_dir`` parameter change it; ``ELMLIB_PRECISION=bf16`` trains every
+run under bf16 autocast).
 
     run = main_run("smoke", seed=0)                     # Algorithm 2 end to end -> run folder
     ablation_run("kd", "smoke", seed=0)                 # same, with classical KD (Table VII)
@@ -59,7 +60,11 @@ def seeds_of(seed: int, n_seeds: int) -> list[int]:
 
 
 def config(scale: str, seed: int = 0, task: str = "boolq", budget: float | None = None, **overrides) -> SearchConfig:
-    return resolve_config(scale, task, budget, {"seed": seed, **overrides})
+    """The settings of one experiment; ``$ELMLIB_PRECISION`` (``make reproduce PRECISION=bf16``) sets
+    the training precision of every run folder, which their config.json and provenance record."""
+    precision = os.environ.get("ELMLIB_PRECISION")
+    return resolve_config(scale, task, budget, {"seed": seed, **({"precision": precision} if precision else {}),
+                                                **overrides})
 
 
 def _run(cfg: SearchConfig, run_dir: Path) -> Path:

@@ -71,11 +71,12 @@ class Objective(nn.Module):
         if self.kind == "mlm":
             masked = labels != -100  # decode only masked positions: the vocab projection dominates
             logits = self.head(out.last_hidden_state[masked])
-            task = F.cross_entropy(logits, labels[masked], reduction="sum") / self.denominator(masked.sum())
+            # float32 losses: under bf16 autocast the logits are bfloat16 (a no-op otherwise)
+            task = F.cross_entropy(logits.float(), labels[masked], reduction="sum") / self.denominator(masked.sum())
         else:
             logits = self.head(out.last_hidden_state, batch["attention_mask"])
-            task = (F.mse_loss(logits.squeeze(-1), labels.float()) if self.kind == "regression"
-                    else F.cross_entropy(logits, labels))
+            task = (F.mse_loss(logits.squeeze(-1).float(), labels.float()) if self.kind == "regression"
+                    else F.cross_entropy(logits.float(), labels))
         parts = {"task": task}
         total = self.task_weight * task
         if teacher_out is not None:

@@ -157,7 +157,7 @@ class SearchRun:
         return TrainLoop(name, folder or self.dir, modules=modules, optimizer=optimizer, epochs=epochs, steps_per_epoch=steps,
                          warmup_ratio=self.cfg.warmup_ratio, checkpoint_every=self.cfg.checkpoint_every,
                          config_digest=self.cfg.digest(), progress=self.progress, seed=self.cfg.seed,
-                         is_main=self.dist.is_main)
+                         is_main=self.dist.is_main, precision=self.cfg.precision, device=self.device)
 
     def tokenizer(self):
         from .tokenization import load_tokenizer

@@ -13,6 +13,7 @@ checkpoint and ends, on CPU, with the same result as an uninterrupted run.
 """
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import os
@@ -86,6 +87,16 @@ def fit(model: nn.Module, batches_for_epoch: Callable[[int], Iterable[dict]], st
     return losses
 
 
+def autocast(precision: str, device: str | torch.device = "cpu") -> contextlib.AbstractContextManager:
+    """The context of a training step: ``"bf16"`` is ``torch.autocast`` to bfloat16 on ``device``'s type
+    (no loss scaling: bfloat16 has float32's range), ``"fp32"`` changes nothing."""
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    if precision == "bf16":
+        return torch.autocast(device_type=torch.device(device).type, dtype=torch.bfloat16)
+    raise ValueError(f"precision={precision!r} is not allowed; expected 'fp32' or 'bf16'")
+
+
 def save_checkpoint(path: Path, state: dict) -> None:
     with atomic_write(path, "wb") as f:
         torch.save({"format": CHECKPOINT_FORMAT, **state}, f)
@@ -114,7 +125,8 @@ def path_rng(seed: int, step: int) -> random.Random:
 class TrainLoop:
     def __init__(self, name: str, run_dir: str | Path, *, modules: dict[str, nn.Module], optimizer,
                  epochs: int, steps_per_epoch: int, warmup_ratio: float = 0.1, checkpoint_every: int = 200,
-                 config_digest: str = "", is_main: bool = True, progress: bool = True, seed: int = 0):
+                 config_digest: str = "", is_main: bool = True, progress: bool = True, seed: int = 0,
+                 precision: str = "fp32", device: str | torch.device = "cpu"):
         if steps_per_epoch < 1:
             raise ValueError(f"{name}: steps_per_epoch={steps_per_epoch} is not allowed; expected >= 1 "
                              "(is the training split empty?)")
@@ -125,6 +137,8 @@ class TrainLoop:
         self.scheduler = linear_warmup_decay(optimizer, self.total_steps, warmup_ratio)
         self.checkpoint_every, self.digest = checkpoint_every, config_digest
         self.is_main, self.progress, self.seed = is_main, progress, seed
+        autocast(precision, device)  # a bad precision fails here, before any step
+        self.precision, self.device = precision, device
         self.step = 0  # global steps done
         self.extra: dict = {}  # caller state saved with the checkpoint (e.g. grown FFN sizes)
         self.ckpt_path = self.dir / f"{name}.ckpt"
@@ -197,8 +211,10 @@ class TrainLoop:
                     start = time.perf_counter()
                     # Floats at once: holding loss tensors would keep the step's autograd graph (and
                     # its cached grad accumulators) alive into FFN growth, which resizes parameters.
-                    metrics = {k: float(v.detach() if torch.is_tensor(v) else v)
-                               for k, v in step_fn(batch, self.step).items()}
+                    with autocast(self.precision, self.device):  # forward and backward of the step
+                        parts = step_fn(batch, self.step)
+                    metrics = {k: float(v.detach() if torch.is_tensor(v) else v) for k, v in parts.items()}
+                    del parts
                     self.optimizer.step()
                     self.scheduler.step()
                     self.optimizer.zero_grad(set_to_none=True)

@@ -1,5 +1,6 @@
 """The search pipeline: settings, fail-fast input checks, and kill-and-resume equality (stages 1 and 3)."""
 import json
+import math
 
 import pandas as pd
 import pytest
@@ -41,6 +42,7 @@ def test_settings_resolve_by_scale_file_and_overrides(tmp_path):
     (dict(overrides={"population": "many"}), r"setting population='many' is not allowed; expected a int"),
     (dict(overrides={"mutation_prob": 2}), r"setting mutation_prob=2.0 is not allowed"),
     (dict(budget="lots"), r"budget='lots' is not allowed"),
+    (dict(overrides={"precision": "fp16"}), r"setting precision='fp16' is not allowed; expected one of \('fp32', 'bf16'\)"),
 ])
 def test_bad_settings_name_key_value_and_allowed(kwargs, message):
     with pytest.raises(ValueError, match=message):
@@ -234,3 +236,46 @@ def test_importance_tracker_sorts_units_and_preserves_the_function():
     off = ImportanceTracker(net, SimpleNamespace(extra={}), enabled=False)
     off.update(), off.reorder()
     assert off.loop.extra == {}
+
+
+def test_a_setting_added_later_keeps_earlier_run_folders_valid(tmp_path):
+    """precision came after the first run folders: at its default it is not in the config (or its
+    digest), so a folder made before it still matches; bf16 is another config."""
+    fp32, bf16 = resolve_config("smoke"), resolve_config("smoke", overrides={"precision": "bf16"})
+    assert "precision" not in fp32.to_dict() and bf16.to_dict()["precision"] == "bf16"
+    assert fp32.digest() != bf16.digest()
+    old = {k: v for k, v in fp32.to_dict().items()}
+    (tmp_path / "config.json").write_text(json.dumps(old))
+    SearchRun(fp32, tmp_path)  # accepted as the same config
+    with pytest.raises(ValueError, match=r"differs in \['precision'\]"):
+        SearchRun(bf16, tmp_path)
+
+
+def test_bf16_training_is_deterministic_and_tracks_fp32(tmp_path):
+    """precision=bf16: supernet pretraining runs its steps under bf16 autocast, the same seed gives the
+    same losses on CPU, and the first step's losses are close to float32's."""
+    def pretrain(name, precision):
+        cfg = resolve_config("smoke", overrides={**TINY, "pretrain_epochs": 1, "precision": precision})
+        run_search(cfg, tmp_path / name, progress=False, stages=("pretrain",))
+        return [json.loads(l) for l in (tmp_path / name / "pretrain.log.jsonl").read_text().splitlines()]
+
+    a, b, ref = pretrain("a", "bf16"), pretrain("b", "bf16"), pretrain("fp32", "fp32")
+    strip = lambda log: [{k: v for k, v in r.items() if k != "seconds"} for r in log]  # noqa: E731
+    assert strip(a) == strip(b)
+    assert all(math.isfinite(r["loss"]) for r in a)
+    assert a[0]["loss"] != ref[0]["loss"]  # bf16 really ran
+    assert a[0]["loss"] == pytest.approx(ref[0]["loss"], rel=0.02)
+    state = torch.load(tmp_path / "a" / "supernet_pretrain.pt", weights_only=False)
+    assert all(v.dtype == torch.float32 for v in state["supernet"].values() if v.is_floating_point())
+
+
+def test_precision_of_every_experiment_from_the_environment(monkeypatch):
+    from elmlib import experiments
+
+    monkeypatch.delenv("ELMLIB_PRECISION", raising=False)
+    assert experiments.config("smoke").precision == "fp32"
+    monkeypatch.setenv("ELMLIB_PRECISION", "bf16")
+    assert experiments.config("micro", seed=2).precision == "bf16"
+    monkeypatch.setenv("ELMLIB_PRECISION", "half")
+    with pytest.raises(ValueError, match="precision='half' is not allowed"):
+        experiments.config("smoke")

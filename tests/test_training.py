@@ -28,3 +28,16 @@ def test_fit_takes_exactly_the_steps_across_epochs_and_learns():
 def test_fit_refuses_an_empty_training_set_instead_of_spinning():
     with pytest.raises(ValueError, match="no batches"):
         fit(Regression(), lambda e: [], 5, lr=0.1)
+
+
+def test_autocast_contexts():
+    from elmlib.training import autocast
+
+    layer = torch.nn.Linear(4, 3)
+    x = torch.randn(2, 4)
+    with autocast("bf16", "cpu"):
+        assert layer(x).dtype == torch.bfloat16
+    with autocast("fp32", torch.device("cpu")):
+        assert layer(x).dtype == torch.float32
+    with pytest.raises(ValueError, match=r"precision='fp16' is not allowed; expected 'fp32' or 'bf16'"):
+        autocast("fp16")
