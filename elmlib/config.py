@@ -92,7 +92,8 @@ class SearchConfig:
     latency_repeats: int = 50
     device: str = "auto"
     # Training steps under bf16 autocast (matmuls in bfloat16; weights, optimizer state and losses stay
-    # float32): about 2x faster on CPUs with AMX and on recent GPUs, slower on CPUs without native bf16.
+    # float32): 1.5-1.85x faster pretraining steps at small widths on a CPU with AMX (benchmarks/
+    # bench_precision.py); slower on CPUs without native bf16; the usual choice on recent GPUs.
     precision: str = "fp32"
 
     def __post_init__(self):
