@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from .space import SearchSpace
+from .training import PRECISIONS
 
 
 @dataclass(frozen=True)
@@ -133,7 +134,6 @@ class SearchConfig:
         return space
 
 
-PRECISIONS = ("fp32", "bf16")
 # Settings introduced after the first run folders, with the default that reproduces those runs.
 _ADDED_LATER = {"precision": "fp32"}
 

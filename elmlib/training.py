@@ -87,6 +87,9 @@ def fit(model: nn.Module, batches_for_epoch: Callable[[int], Iterable[dict]], st
     return losses
 
 
+PRECISIONS = ("fp32", "bf16")
+
+
 def autocast(precision: str, device: str | torch.device = "cpu") -> contextlib.AbstractContextManager:
     """The context of a training step: ``"bf16"`` is ``torch.autocast`` to bfloat16 on ``device``'s type
     (no loss scaling: bfloat16 has float32's range), ``"fp32"`` changes nothing."""
@@ -94,7 +97,7 @@ def autocast(precision: str, device: str | torch.device = "cpu") -> contextlib.A
         return contextlib.nullcontext()
     if precision == "bf16":
         return torch.autocast(device_type=torch.device(device).type, dtype=torch.bfloat16)
-    raise ValueError(f"precision={precision!r} is not allowed; expected 'fp32' or 'bf16'")
+    raise ValueError(f"precision={precision!r} is not allowed; expected one of {PRECISIONS}")
 
 
 def save_checkpoint(path: Path, state: dict) -> None:

@@ -39,5 +39,5 @@ def test_autocast_contexts():
         assert layer(x).dtype == torch.bfloat16
     with autocast("fp32", torch.device("cpu")):
         assert layer(x).dtype == torch.float32
-    with pytest.raises(ValueError, match=r"precision='fp16' is not allowed; expected 'fp32' or 'bf16'"):
+    with pytest.raises(ValueError, match=r"precision='fp16' is not allowed; expected one of \('fp32', 'bf16'\)"):
         autocast("fp16")
