@@ -97,6 +97,7 @@ bench: setup
 	$(BIN)/python benchmarks/bench_supernet.py
 	$(BIN)/python benchmarks/bench_search.py --scale $(SCALE)
 	$(BIN)/python benchmarks/bench_precision.py --scale $(SCALE)
+	$(BIN)/python benchmarks/bench_memory.py --scale $(SCALE)
 
 clean:
 	rm -rf $(VENV) .pytest_cache runs notebooks/executed

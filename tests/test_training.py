@@ -41,3 +41,33 @@ def test_autocast_contexts():
         assert layer(x).dtype == torch.float32
     with pytest.raises(ValueError, match=r"precision='fp16' is not allowed; expected one of \('fp32', 'bf16'\)"):
         autocast("fp16")
+
+
+def test_masked_rows_are_padded_only_under_cpu_autocast_and_change_neither_loss_nor_gradients():
+    """The masked-LM head sees a few row counts under CPU bf16 autocast (each new matmul shape keeps
+    memory there, benchmarks/bench_memory.py) and exactly the masked rows otherwise."""
+    from elmlib.objective import pad_rows_under_cpu_autocast
+
+    torch.manual_seed(0)
+    head = nn.Linear(8, 50)
+    hidden, targets = torch.randn(70, 8), torch.randint(0, 50, (70,))
+    same = pad_rows_under_cpu_autocast(hidden, targets)
+    assert same[0] is hidden and same[1] is targets  # fp32: untouched, so fp32 runs stay bit-identical
+
+    def loss_and_grad(pad: bool):
+        head.zero_grad(set_to_none=True)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            x, t = pad_rows_under_cpu_autocast(hidden, targets, 64 if pad else 1)
+            loss = nn.functional.cross_entropy(head(x).float(), t, reduction="sum")
+        loss.backward()
+        return x.shape[0], t, loss.item(), head.weight.grad.clone()
+
+    rows, padded_targets, padded_loss, padded_grad = loss_and_grad(pad=True)
+    assert rows == 128 and (padded_targets[70:] == -100).all() and (padded_targets[:70] == targets).all()
+    plain_rows, _, plain_loss, plain_grad = loss_and_grad(pad=False)
+    assert plain_rows == 70
+    assert padded_loss == pytest.approx(plain_loss, rel=1e-2)  # bf16 matmuls: kernels may differ per shape
+    torch.testing.assert_close(padded_grad, plain_grad, rtol=2e-2, atol=2e-2)
+    wrong = nn.functional.cross_entropy(head(torch.cat([hidden, torch.zeros(58, 8)])),
+                                        torch.cat([targets, torch.zeros(58, dtype=torch.long)]), reduction="sum")
+    assert abs(wrong.item() - plain_loss) > 10  # the check above can fail: counted padding moves the loss
