@@ -132,6 +132,7 @@ class SearchRun:
             raise ValueError(f"rank {self.dist.rank}: run folder {self.dir} holds another config")
         self.device = self.dist.device(device_for(cfg))
         self.times: dict[str, float] = {}
+        self.clock: tuple[str, float, float] | None = None  # (running stage, its start, earlier attempts' s)
 
     def _claim_run_dir(self, overwrite: bool) -> None:
         path = self.dir / "config.json"
@@ -153,11 +154,25 @@ class SearchRun:
     def mark_done(self, stage: str, seconds: float, **info) -> None:
         write_json({"stage": stage, "seconds": seconds, **info}, self.dir / f"{stage}.done.json")
 
+    def earlier_seconds(self, stage: str) -> float:
+        """Wall time that interrupted attempts of ``stage`` spent up to their last checkpoint."""
+        path = self.dir / f"{stage}.elapsed.json"
+        return float(json.loads(path.read_text())["seconds"]) if path.exists() else 0.0
+
+    def record_elapsed(self) -> None:
+        """At every checkpoint: the running stage's wall time so far, earlier attempts included, so that
+        a stage resumed after a kill reports the time of all the work it kept, not of its last attempt."""
+        if self.clock and self.dist.is_main:
+            stage, start, earlier = self.clock
+            write_json({"stage": stage, "seconds": earlier + time.time() - start},
+                       self.dir / f"{stage}.elapsed.json")
+
     def loop(self, name: str, modules: dict, optimizer, epochs: int, steps: int, folder: Path | None = None) -> TrainLoop:
         return TrainLoop(name, folder or self.dir, modules=modules, optimizer=optimizer, epochs=epochs, steps_per_epoch=steps,
                          warmup_ratio=self.cfg.warmup_ratio, checkpoint_every=self.cfg.checkpoint_every,
                          config_digest=self.cfg.digest(), progress=self.progress, seed=self.cfg.seed,
-                         is_main=self.dist.is_main, precision=self.cfg.precision, device=self.device)
+                         is_main=self.dist.is_main, precision=self.cfg.precision, device=self.device,
+                         on_save=self.record_elapsed)
 
     def tokenizer(self):
         from .tokenization import load_tokenizer
@@ -459,8 +474,9 @@ class SearchRun:
                                       non_embedding_params=self.space.num_non_embedding_params(e.arch),
                                       score=e.score, metric=metric) for e in rows])
 
-        def write_history(s):
+        def write_history(s):  # after each generation, whose state the search has just saved
             write_csv(table(s.history()), self.dir / "search_history.csv")
+            self.record_elapsed()
 
         if self.progress:
             from tqdm.auto import tqdm
@@ -534,11 +550,15 @@ class SearchRun:
                 break
             if stage in ("pretrain", "finetune") and self.cfg.search_mode == "proxy_only":
                 continue  # the proxy ranks untrained architectures
+            earlier = self.earlier_seconds(stage)
             start = time.time()
+            self.clock = (stage, start, earlier)
             getattr(self, f"stage_{stage}")()
-            self.times[stage] = time.time() - start
+            self.clock = None
+            self.times[stage] = earlier + time.time() - start
             if self.dist.is_main:
-                self.mark_done(stage, self.times[stage])
+                self.mark_done(stage, self.times[stage], **({"earlier_attempts_seconds": earlier} if earlier else {}))
+                (self.dir / f"{stage}.elapsed.json").unlink(missing_ok=True)
             if stage in ("pretrain", "finetune"):
                 self.dist.barrier()
         return self.dir

@@ -129,7 +129,8 @@ class TrainLoop:
     def __init__(self, name: str, run_dir: str | Path, *, modules: dict[str, nn.Module], optimizer,
                  epochs: int, steps_per_epoch: int, warmup_ratio: float = 0.1, checkpoint_every: int = 200,
                  config_digest: str = "", is_main: bool = True, progress: bool = True, seed: int = 0,
-                 precision: str = "fp32", device: str | torch.device = "cpu"):
+                 precision: str = "fp32", device: str | torch.device = "cpu",
+                 on_save: Callable[[], None] | None = None):
         if steps_per_epoch < 1:
             raise ValueError(f"{name}: steps_per_epoch={steps_per_epoch} is not allowed; expected >= 1 "
                              "(is the training split empty?)")
@@ -142,6 +143,7 @@ class TrainLoop:
         self.is_main, self.progress, self.seed = is_main, progress, seed
         autocast(precision, device)  # a bad precision fails here, before any step
         self.precision, self.device = precision, device
+        self.on_save = on_save  # called after every checkpoint (the search records its stage's wall time)
         self.step = 0  # global steps done
         self.extra: dict = {}  # caller state saved with the checkpoint (e.g. grown FFN sizes)
         self.ckpt_path = self.dir / f"{name}.ckpt"
@@ -158,6 +160,8 @@ class TrainLoop:
             "torch_rng": torch.get_rng_state(), "python_rng": random.getstate(),
             "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
         })
+        if self.on_save:
+            self.on_save()
 
     def resume(self, before_load: Callable[[dict], None] | None = None) -> bool:
         """Restore the last checkpoint if there is one; ``before_load(extra)`` may resize modules first.

@@ -121,8 +121,14 @@ def test_killed_run_resumes_to_the_same_result(tmp_path, monkeypatch, uninterrup
         run_search(cfg, tmp_path, progress=False)
     stage = kill_at.split(":")[0]
     assert not (tmp_path / f"{stage}.done.json").exists()
+    elapsed = tmp_path / f"{stage}.elapsed.json"  # written at each checkpoint (pretraining: step 5)
+    kept = json.loads(elapsed.read_text())["seconds"] if elapsed.exists() else 0.0
+    assert stage != "pretrain" or kept > 0
     monkeypatch.delenv("ELMLIB_INTERRUPT_AT")
     run_search(cfg, tmp_path, progress=False)  # the same command again
+    done = json.loads((tmp_path / f"{stage}.done.json").read_text())
+    assert done.get("earlier_attempts_seconds", 0.0) == kept and done["seconds"] > kept  # both attempts count
+    assert not list(tmp_path.glob("*.elapsed.json"))
     got, want = _outputs(tmp_path), _outputs(uninterrupted)
     for key in ("pca", "growth", "history", "cka", "metrics"):
         pd.testing.assert_frame_equal(got[key], want[key])
