@@ -136,7 +136,9 @@ def finetune_teacher(task: str, teacher: str = "teacher", *, epochs: int = 3, lr
 
 def record_teacher_metrics(task: str, teacher: str, metrics: dict, *, n_dev: int, steps: int, key: str,
                            settings: dict, wall_time_s: float) -> Path:
-    """Upsert one row per (teacher, task, metric) in results/teachers.csv; other rows are kept."""
+    """Upsert one row per (teacher, task, metric, recipe) in results/teachers.csv; other rows are kept.
+    The recipe is the cache key: the micro and small scales fine-tune a task's teacher differently
+    (sequence length, steps, dev rows), and each scale's figure must stay beside the other."""
     import pandas as pd
 
     path = results_dir() / "teachers.csv"
@@ -146,7 +148,12 @@ def record_teacher_metrics(task: str, teacher: str, metrics: dict, *, n_dev: int
     with locked(path):  # runs in parallel (seeds, ablations) share this file; without the lock a row can be lost
         old = pd.read_csv(path) if path.exists() else pd.DataFrame()
         if len(old):
-            old = old[~((old["teacher"] == teacher) & (old["task"] == task) & old["metric"].isin(list(metrics)))]
-        table = pd.concat([old, new], ignore_index=True).sort_values(["teacher", "task", "metric"])
+            same_recipe = old["cache_key"].isna() | (old["cache_key"] == key) if "cache_key" in old else True
+            old = old[~((old["teacher"] == teacher) & (old["task"] == task) & old["metric"].isin(list(metrics))
+                        & same_recipe)]
+        table = pd.concat([old, new], ignore_index=True).sort_values(["teacher", "task", "metric", "cache_key"])
+        for column in ("train_limit", "eval_limit", "max_steps"):  # None in some rows: keep the others integers
+            if column in table:
+                table[column] = table[column].astype("Int64")
         return write_result(table, path, config={"last_written": {"teacher": teacher, "task": task, **settings}},
                             seed=settings.get("seed"), wall_time_s=wall_time_s)

@@ -49,6 +49,21 @@ def test_finetune_few_steps_caches_and_records(tmp_path, monkeypatch):
     assert again == metrics
 
 
+def test_teachers_of_other_recipes_keep_their_rows(tmp_path, monkeypatch):
+    """micro and small fine-tune a task's teacher with different recipes: one row each; the same recipe
+    again replaces its row."""
+    monkeypatch.setenv("ELMLIB_RESULTS", str(tmp_path))
+    record = lambda key, value, limit: teachers.record_teacher_metrics(  # noqa: E731
+        "rotten_tomatoes", "teacher", {"accuracy": value}, n_dev=10, steps=1, key=key,
+        settings={"seed": 0, "eval_limit": limit}, wall_time_s=0.0)
+    record("micro", 0.81, None)
+    record("small", 0.85, 1000)
+    record("small", 0.86, 1000)
+    table = pd.read_csv(tmp_path / "teachers.csv")
+    assert sorted(zip(table["cache_key"], table["value"])) == [("micro", 0.81), ("small", 0.86)]
+    assert "1000.0" not in (tmp_path / "teachers.csv").read_text()  # integers stay integers beside a blank
+
+
 def _record_many(worker: int, n: int) -> None:
     for i in range(n):
         teachers.record_teacher_metrics(f"task{worker}-{i}", "teacher", {"accuracy": 0.5}, n_dev=1, steps=1, key="k",
@@ -60,7 +75,7 @@ def test_concurrent_runs_keep_every_teacher_row(tmp_path, monkeypatch):
     import multiprocessing
 
     monkeypatch.setenv("ELMLIB_RESULTS", str(tmp_path))
-    ctx = multiprocessing.get_context("fork")
+    ctx = multiprocessing.get_context("spawn")  # a forked child can inherit a lock held by a thread (tqdm, torch)
     workers = [ctx.Process(target=_record_many, args=(w, 15)) for w in range(4)]
     for p in workers:
         p.start()
@@ -92,7 +107,7 @@ def test_concurrent_runs_train_one_teacher_once(tmp_path, monkeypatch):
     monkeypatch.setenv("ELMLIB_CACHE", str(tmp_path / "cache"))
     monkeypatch.setenv("ELMLIB_RESULTS", str(tmp_path / "results"))
     marker = tmp_path / "trained.txt"
-    ctx = multiprocessing.get_context("fork")
+    ctx = multiprocessing.get_context("spawn")  # a forked child can inherit a lock held by a thread (tqdm, torch)
     workers = [ctx.Process(target=_finetune_counting, args=(str(marker),)) for _ in range(3)]
     for p in workers:
         p.start()
