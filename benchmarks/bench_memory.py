@@ -73,8 +73,8 @@ def main() -> None:
     if args.variant:
         print(json.dumps(measure(args.variant, args.scale, args.batches, args.threads)))
         return
-    from elmlib.files import results_dir, write_result
-    from bench_precision import cpu_bf16_support  # this folder is on sys.path when run as a script
+    from bench_precision import cpu_bf16_support, save_and_show  # this folder is on sys.path as a script
+    from elmlib.files import results_dir
 
     start = time.time()
     rows = []
@@ -86,10 +86,7 @@ def main() -> None:
     df = pd.DataFrame(rows)
     df.insert(0, "scale", args.scale)
     df["threads"], df["cpu_bf16"] = args.threads, cpu_bf16_support()
-    out = args.out or results_dir() / f"bench_memory_{args.scale}.csv"
-    write_result(df, out, config=vars(args), seed=0, wall_time_s=time.time() - start)
-    with pd.option_context("display.float_format", "{:.4g}".format, "display.width", 120):
-        print(df.to_string(index=False))
+    save_and_show(df, args.out or results_dir() / f"bench_memory_{args.scale}.csv", vars(args), start)
 
 
 if __name__ == "__main__":

@@ -74,8 +74,13 @@ def main() -> None:
     df.insert(0, "scale", args.scale)
     df["steps"], df["rounds"], df["threads"] = args.steps, args.rounds, torch.get_num_threads()
     df["cpu_bf16"] = cpu_bf16_support() if not torch.cuda.is_available() else "cuda"
-    out = args.out or results_dir() / f"bench_precision_{args.scale}_{torch.get_num_threads()}threads.csv"
-    write_result(df, out, config=vars(args), seed=0, wall_time_s=time.time() - start)
+    save_and_show(df, args.out or results_dir() / f"bench_precision_{args.scale}_{torch.get_num_threads()}threads.csv",
+                  vars(args), start)
+
+
+def save_and_show(df: pd.DataFrame, out, config: dict, start: float) -> None:
+    """Write a benchmark's table with its provenance and print it."""
+    write_result(df, out, config=config, seed=0, wall_time_s=time.time() - start)
     with pd.option_context("display.float_format", "{:.4g}".format, "display.width", 120):
         print(df.to_string(index=False))
 
