@@ -57,8 +57,8 @@ MASKED_ROWS_MULTIPLE = 64
 def pad_rows_under_cpu_autocast(hidden: torch.Tensor, targets: torch.Tensor,
                                 multiple: int = MASKED_ROWS_MULTIPLE) -> tuple[torch.Tensor, torch.Tensor]:
     """Pad the masked positions to a multiple of ``multiple`` rows (zeros, target -100) under CPU
-    autocast; unchanged otherwise. Under bf16 autocast on the CPU every new matmul shape keeps about
-    30 MB (measured with torch 2.13: a 528 x 30522 vocab projection, forward and backward), and the
+    autocast; unchanged otherwise. Under bf16 autocast on the CPU every new matmul shape keeps memory
+    (torch 2.13: the small MLM head 7.9 MiB per new row count, benchmarks/bench_memory.py), and the
     number of masked tokens differs from batch to batch, so an unpadded small-scale pretraining run grew
     by 60 MB a step until it was killed for memory. Ignored rows add nothing to the summed loss or to
     any gradient."""
