@@ -205,7 +205,11 @@ def plot_fig6(df: pd.DataFrame):
     plt = _style()
     kinds = [k for k in ("classical", "relational") if k in set(df.kd)]
     fig, axes = plt.subplots(1, len(kinds), figsize=(6 * len(kinds), 4.8), squeeze=False, layout="constrained")
-    low = min(0.0, float(df.similarity.min()))  # shared colour scale, so the two panels compare
+    # One colour scale for both panels, so they compare. It starts at the smallest similarity (rounded
+    # down to 0.01), not at 0: at our scales every pair lies within a few hundredths of 1, which a 0-1
+    # scale paints a single colour. Cells print three decimals for the same reason.
+    low = math.floor(float(df.similarity.min()) * 100) / 100
+    low = min(low, 0.99)
     for ax, kd in zip(axes[0], kinds):
         m = df[df.kd == kd].pivot_table(index="block_i", columns="block_j", values="similarity")
         im = ax.imshow(m.values, cmap="viridis", vmin=low, vmax=1)
@@ -213,9 +217,9 @@ def plot_fig6(df: pd.DataFrame):
         ax.set_xticks(range(len(labels)), labels, rotation=40, ha="right")
         ax.set_yticks(range(len(labels)), labels)
         for (i, j), v in pd.DataFrame(m.values).stack().items():
-            ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=8, color="w" if v < (low + 1) / 2 else "k")
+            ax.text(j, i, f"{v:.3f}", ha="center", va="center", fontsize=8, color="w" if v < (low + 1) / 2 else "k")
         ax.set_title(f"{kd} KD, layer {df.layer.iloc[0] + 1}")
-    fig.colorbar(im, ax=axes[0].tolist(), shrink=0.8)
+    fig.colorbar(im, ax=axes[0].tolist(), shrink=0.8, label=f"cosine similarity (scale from {low:.2f})")
     return fig
 
 

@@ -289,3 +289,17 @@ def test_saved_figures_are_byte_identical_on_rerender(tmp_path):
     plt.close(fig)
     assert first == again and all(len(b) > 1000 for b in first)
     assert not [p for p in (tmp_path / "a").iterdir() if p.name.startswith(".")]  # no temporary files left
+
+
+def test_fig6_colour_scale_resolves_near_one_similarities():
+    """At our scales every block pair lies within a few hundredths of 1: the shared colour scale starts at
+    the smallest value (rounded down), so both panels are not one flat colour, and it is the same for both."""
+    import matplotlib.pyplot as plt
+
+    pairs = [(i, j) for i in range(3) for j in range(3)]
+    df = pd.DataFrame([dict(layer=5, block_i=i, block_j=j, kd=kd, similarity=1.0 if i == j else base + 0.001 * (i + j))
+                       for kd, base in (("classical", 0.985), ("relational", 0.967)) for i, j in pairs])
+    fig = plots.plot_fig6(df)
+    clims = [ax.images[0].get_clim() for ax in fig.axes if ax.images]
+    plt.close(fig)
+    assert clims == [(0.96, 1.0), (0.96, 1.0)]
