@@ -208,8 +208,7 @@ def plot_fig6(df: pd.DataFrame):
     # One colour scale for both panels, so they compare. It starts at the smallest similarity (rounded
     # down to 0.01), not at 0: at our scales every pair lies within a few hundredths of 1, which a 0-1
     # scale paints a single colour. Cells print three decimals for the same reason.
-    low = math.floor(float(df.similarity.min()) * 100) / 100
-    low = min(low, 0.99)
+    low = min(math.floor(float(df.similarity.min()) * 100) / 100, 0.99)  # 0.99: never an empty range
     for ax, kd in zip(axes[0], kinds):
         m = df[df.kd == kd].pivot_table(index="block_i", columns="block_j", values="similarity")
         im = ax.imshow(m.values, cmap="viridis", vmin=low, vmax=1)
