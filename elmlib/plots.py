@@ -283,13 +283,13 @@ def _seed_points(ax, df, x_col, y_col, order):
 
 
 def plot_table1_2(df: pd.DataFrame):
+    from matplotlib.ticker import MaxNLocator
+
     plt = _style()
     metric = df.metric.iloc[0]
     d = df[df.metric == metric]
     order = list(dict.fromkeys(d.model))
-    stats = d.groupby("model", sort=False).agg(value=("value", "mean"), std=("value", "std"),
-                                                params=("params", "mean"), latency=("latency_ms", "mean"))
-    stats = stats.loc[order]
+    stats = d.groupby("model", sort=False).agg(value=("value", "mean"), std=("value", "std")).loc[order]
     fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4))
     a.bar(range(len(order)), stats.value, yerr=stats["std"].fillna(0), capsize=4,
           color=["#55A868" if m.startswith("ELM") else "#8C8C8C" for m in order])
@@ -298,10 +298,14 @@ def plot_table1_2(df: pd.DataFrame):
     a.set_ylabel(f"dev {metric} ({d.task.iloc[0]})")
     a.set_ylim(max(0, d.value.min() - 0.1), min(1, d.value.max() + 0.05) if d.value.max() <= 1 else None)
     a.set_title(f"Same budget, same recipe ({d.scale.iloc[0]} scale, {d.seed.nunique()} seed(s))")
-    b.scatter(stats.params / 1e6, stats.latency, s=40)
-    for name, r in stats.iterrows():
-        b.annotate(_short(name).replace("\n", " "), (r.params / 1e6, r.latency),
-                   fontsize=8, xytext=(4, 4), textcoords="offset points")
+    # One marker per model and seed, named in a legend: the found model's two rows share its size, and
+    # averaged over seeds their latencies coincide, so text labels beside the points would overprint.
+    for i, name in enumerate(order):
+        g = d[d.model == name]
+        b.scatter(g.params / 1e6, g.latency_ms, s=40, marker="osD^vP*X"[i % 8], alpha=0.8,
+                  label=_short(name).replace("\n", " "))
+    b.legend(fontsize=8)
+    b.xaxis.set_major_locator(MaxNLocator(nbins=4))
     b.set_xlabel("parameters (M)")
     b.set_ylabel("latency (ms, batch 1)")
     b.set_title("Size and latency")

@@ -303,3 +303,21 @@ def test_fig6_colour_scale_resolves_near_one_similarities():
     clims = [ax.images[0].get_clim() for ax in fig.axes if ax.images]
     plt.close(fig)
     assert clims == [(0.96, 1.0), (0.96, 1.0)]
+
+
+def test_table1_2_size_panel_names_every_model_and_seed():
+    """The found model's inherited and from-scratch rows share a size, and averaged over seeds their latencies
+    can coincide: the size panel shows every (model, seed) point and names models in a legend, so no label
+    overprints another."""
+    import matplotlib.pyplot as plt
+
+    rows = [dict(scale="small", seed=s, model=m, task="rotten_tomatoes", metric="accuracy", value=0.75 + 0.01 * s,
+                 params=11e6 + 5e5 * s, latency_ms=30.0 + s) for s in (0, 1)
+            for m in ("ELM (found, inherited weights)", "ELM (found, from scratch)", "all-MobileBERT")]
+    fig = plots.plot_table1_2(pd.DataFrame(rows))
+    size_panel = fig.axes[1]
+    labels = [t.get_text() for t in size_panel.get_legend().get_texts()]
+    points = sum(len(c.get_offsets()) for c in size_panel.collections)
+    plt.close(fig)
+    assert labels == ["ELM found (inherited)", "ELM found (scratch)", "all-MobileBERT"]
+    assert points == 6
