@@ -77,6 +77,16 @@ def build_supernet(cfg: SearchConfig, space: SearchSpace) -> Supernet:
                     hidden_dropout_prob=cfg.dropout, attention_probs_dropout_prob=cfg.dropout)
 
 
+def load_supernet(cfg: SearchConfig, space: SearchSpace, path: str | Path) -> tuple[Supernet, dict]:
+    """A saved supernet (``supernet_pretrain.pt`` / ``supernet_finetune.pt``) at its grown FFN sizes,
+    on the CPU, and the saved state (``head``: the fine-tuned task head, or None)."""
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    net = build_supernet(cfg, space)
+    net.grow_to(state["ffn"])
+    net.load_state_dict(state["supernet"])
+    return net, state
+
+
 # --------------------------------------------------------------------------- the run
 
 class ImportanceTracker:
@@ -214,11 +224,7 @@ class SearchRun:
                         "head": None if head is None else head.state_dict()}, f)
 
     def load_supernet(self, name: str) -> tuple[Supernet, dict]:
-        state = torch.load(self.dir / name, map_location="cpu", weights_only=False)
-        net = build_supernet(self.cfg, self.space)
-        net.grow_to(state["ffn"])
-        net.load_state_dict(state["supernet"])
-        return net, state
+        return load_supernet(self.cfg, self.space, self.dir / name)
 
     # --- stage 1 -----------------------------------------------------------------------------------
     def stage_pretrain(self) -> None:

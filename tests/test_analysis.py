@@ -1,7 +1,8 @@
 import pytest
 import torch
 
-from elmlib.analysis import (MinibatchCKA, PCAAccumulator, block_similarity, head_number, linear_cka, pca_score)
+from elmlib.analysis import (MinibatchCKA, PCAAccumulator, block_similarity, centroid_cosine, head_number, linear_cka,
+                             pca_score)
 
 
 def _g(seed):
@@ -59,6 +60,17 @@ def test_algorithm_1_head_number():
     q[1, 2] = 0.95
     q[2, 3] = 0.95  # 2 is removed by 1, so 2 never removes 3 (Algorithm 1 skips removed heads)
     assert head_number(q, 0.9, None) == 11
+
+
+def test_centroid_cosine_tells_collapsed_features_from_spread_ones():
+    common = torch.randn(1, 32, generator=_g(0))
+    collapsed = common + 1e-3 * torch.randn(64, 32, generator=_g(1))
+    spread = torch.randn(64, 32, generator=_g(2))
+    assert centroid_cosine(collapsed) > 0.999
+    assert centroid_cosine(spread) < 0.3
+    assert centroid_cosine(common + spread) == pytest.approx(centroid_cosine(2 * (common + spread)))  # scale-free
+    with pytest.raises(ValueError, match=r"shape \(32,\) are not allowed; expected \(n >= 2, C\)"):
+        centroid_cosine(common[0])
 
 
 def test_block_similarity():

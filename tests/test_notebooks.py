@@ -264,6 +264,9 @@ def test_notebooks_execute_at_smoke_scale(tmp_path):
     assert not (tmp_path / "stray-results").exists() or {p.name for p in (tmp_path / "stray-results").iterdir()} <= \
         {"teachers.csv", "teachers.provenance.json", ".teachers.csv.lock"}
     assert not math.isnan(pd.read_csv(tmp_path / "out" / "results" / "efficiency.csv").seconds.sum())
+    collapse = pd.read_csv(tmp_path / "out" / "results" / "kd_feature_collapse.csv")  # Table VII's extra cell
+    assert sorted(collapse.kd.unique()) == ["classical", "relational"] and len(collapse) == 4
+    assert collapse.centroid_cosine.between(-1, 1.0001).all()
 
 
 def test_epoch_tables_survive_epochs_without_rows(tmp_path):

@@ -113,6 +113,17 @@ def test_pipeline_writes_every_artifact(uninterrupted):
     assert not list(uninterrupted.glob("*.ckpt"))  # finished stages drop their checkpoints
 
 
+def test_feature_collapse_measures_both_saved_supernets(uninterrupted, tmp_path):
+    from elmlib.experiments import feature_collapse
+
+    table = feature_collapse(uninterrupted, limit=20)
+    assert list(table.stage) == ["pretrain", "finetune"] and (table.rows == 20).all()
+    assert table.centroid_cosine.between(-1, 1.0001).all()
+    assert math.isnan(table.logit_sd[0]) and table.logit_sd[1] > 0  # only the fine-tuned supernet has a head
+    with pytest.raises(FileNotFoundError, match="has no arch_searched.json"):
+        feature_collapse(tmp_path)
+
+
 @pytest.mark.parametrize("kill_at", ["pretrain:6", "search:5"])
 def test_killed_run_resumes_to_the_same_result(tmp_path, monkeypatch, uninterrupted, kill_at):
     cfg = resolve_config("smoke", overrides=TINY)
