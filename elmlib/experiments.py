@@ -255,12 +255,10 @@ def feature_collapse(run_dir: str | os.PathLike, limit: int = 256) -> pd.DataFra
     0.9998 and logit_sd 0.002 after fine-tuning), where relational KD keeps them apart (0.972, 0.982
     and 0.28)."""
     from .analysis import centroid_cosine
-    from .modeling_elm import ElmClassificationHead
     from .objective import TaskBatches, subset
-    from .search import load_supernet
+    from .search import load_supernet, saved_head
     from .tasks import get_task
     from .tokenization import load_tokenizer, tokenize_task
-
 
     run_dir = Path(run_dir)
     searched = run_dir / "arch_searched.json"
@@ -270,7 +268,7 @@ def feature_collapse(run_dir: str | os.PathLike, limit: int = 256) -> pd.DataFra
     cfg = SearchConfig(**json.loads((run_dir / "config.json").read_text()))
     space = cfg.search_space()
     arch = Architecture.from_dict({"layers": json.loads(searched.read_text())["layers"]})
-    tokenizer = load_tokenizer("teacher" if cfg.teacher == "teacher" else cfg.teacher)
+    tokenizer = load_tokenizer(cfg.teacher)
     rows = subset(tokenize_task(cfg.task, "dev", tokenizer, cfg.max_length), limit, cfg.seed)
     batches = list(TaskBatches(rows, tokenizer, cfg.eval_batch_size, shuffle=False).epoch())
     out = []
@@ -279,13 +277,7 @@ def feature_collapse(run_dir: str | os.PathLike, limit: int = 256) -> pd.DataFra
             continue
         net, state = load_supernet(cfg, space, run_dir / name)
         net.eval()
-        head = None
-        if state.get("head") is not None:
-            head = ElmClassificationHead(space.config(net.uniform_path(*net.candidates[0]),
-                                                      num_labels=get_task(cfg.task).num_labels,
-                                                      classifier_pooling=cfg.classifier_pooling))
-            head.load_state_dict(state["head"])
-            head.eval()
+        head = None if state.get("head") is None else saved_head(cfg, space, net, state, get_task(cfg.task).num_labels)
         pooled, logits = [], []
         for b in batches:
             hidden = net(b["input_ids"], arch=arch, attention_mask=b["attention_mask"],

@@ -87,6 +87,15 @@ def load_supernet(cfg: SearchConfig, space: SearchSpace, path: str | Path) -> tu
     return net, state
 
 
+def saved_head(cfg: SearchConfig, space: SearchSpace, net: Supernet, state: dict,
+               num_labels: int) -> ElmClassificationHead:
+    """The fine-tuned task head saved with ``supernet_finetune.pt``, in eval mode."""
+    head = ElmClassificationHead(space.config(net.uniform_path(*net.candidates[0]), num_labels=num_labels,
+                                              classifier_pooling=cfg.classifier_pooling))
+    head.load_state_dict(state["head"])
+    return head.eval()
+
+
 # --------------------------------------------------------------------------- the run
 
 class ImportanceTracker:
@@ -429,11 +438,7 @@ class SearchRun:
         else:
             net, state = self.load_supernet("supernet_finetune.pt")
             net.to(self.device).eval()
-            head = ElmClassificationHead(self.space.config(net.uniform_path(*net.candidates[0]),
-                                                           num_labels=self.spec.num_labels,
-                                                           classifier_pooling=c.classifier_pooling))
-            head.load_state_dict(state["head"])
-            head.to(self.device).eval()
+            head = saved_head(c, self.space, net, state, self.spec.num_labels).to(self.device)
             batches = list(TaskBatches(self.task_split("search", c.search_limit), self.tokenizer(),
                                        c.eval_batch_size, shuffle=False).epoch())
         metric = "proxy" if proxy_only else self.spec.metrics[0]
