@@ -232,6 +232,21 @@ def fig5_table(run_dirs: dict, scale: str, seed: int) -> pd.DataFrame:
                      ignore_index=True).assign(scale=scale, seed=seed)
 
 
+def fig5_summary(df: pd.DataFrame) -> pd.DataFrame:
+    """One row per (model, seed) of a Fig. 5 table: block and sharing counts, mean heads, the widest FFN and
+    its layer (1-based, the first if tied): what the paper says of Fig. 5 (more MobileBERT blocks, FFN dims
+    in the middle layers, few in layer 1)."""
+    rows = []
+    for (model, seed), g in df.groupby(["model", "seed"], sort=False):
+        blocks, sharing = g.block.value_counts(), g.sharing.value_counts()
+        widest = g.loc[g.ffn_dim.idxmax()]
+        rows.append(dict(model=model, seed=seed, params=g.params.iloc[0], layers=len(g),
+                         bert=int(blocks.get("bert", 0)), mobilebert=int(blocks.get("mobilebert", 0)),
+                         **{s: int(sharing.get(s, 0)) for s in HATCH}, mean_heads=g.heads.mean(),
+                         widest_ffn=int(widest.ffn_dim), widest_layer=int(widest.layer) + 1))
+    return pd.DataFrame(rows)
+
+
 def plot_fig5(df: pd.DataFrame):
     plt = _style()
     from matplotlib.patches import Patch
@@ -556,6 +571,16 @@ def report(results=None) -> str:
         for variant, g in d.groupby("variant", sort=False):
             out.append(f"| {variant} | {g.mean_ffn_dim.mean():.0f} | {_mean_sd(g.search_score, 100)} | "
                        f"{_mean_sd(g.value, 100)} |")
+        out.append("")
+    path = results / "fig5_architectures.csv"
+    if path.exists():
+        out += ["**Found architectures** (Fig. 5; paper: more MobileBERT blocks, FFN dims in the middle layers, "
+                "few in layer 1)", "",
+                "| model | seed | params | BERT / MobileBERT layers | sharing none / qv / kv | mean heads | "
+                "widest FFN (layer) |", "| --- | --- | --- | --- | --- | --- | --- |"]
+        for _, r in fig5_summary(pd.read_csv(path)).iterrows():
+            out.append(f"| {r.model} | {r.seed} | {r.params / 1e6:.2f}M | {r.bert} / {r.mobilebert} | "
+                       f"{r.none} / {r.qv} / {r.kv} | {r.mean_heads:.1f} | {r.widest_ffn} ({r.widest_layer}) |")
         out.append("")
     path = results / "fig3b_block_similarity.csv"
     if path.exists():

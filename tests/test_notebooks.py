@@ -192,6 +192,18 @@ def test_ablation_deltas_and_report(tmp_path):
     assert (tmp_path / "fig" / "table5_8_ablations.png").stat().st_size > 1000
 
 
+def test_fig5_summary_and_report(tmp_path):
+    layers = [("bert", "none", 64, 4), ("mobilebert", "kv", 128, 2), ("mobilebert", "qv", 128, 3)]
+    df = pd.DataFrame([dict(model="ELM-Small", seed=0, layer=i, block=b, sharing=s, ffn_dim=f, heads=h,
+                            params=2_500_000) for i, (b, s, f, h) in enumerate(layers)])
+    row = plots.fig5_summary(df).iloc[0]
+    assert (row.bert, row.mobilebert, row["none"], row.qv, row.kv) == (1, 2, 1, 1, 1)
+    assert row.mean_heads == pytest.approx(3.0)
+    assert (row.widest_ffn, row.widest_layer) == (128, 2)  # first of the tied widest, 1-based
+    df.to_csv(tmp_path / "fig5_architectures.csv", index=False)
+    assert "| ELM-Small | 0 | 2.50M | 1 / 2 | 1 / 1 / 1 | 3.0 | 128 (2) |" in plots.report(tmp_path)
+
+
 def test_squad_table_never_invents_our_numbers():
     df = plots.table3_table("smoke", 0, "not run: requires hub data")
     ours = df[df.source == "ours"]
