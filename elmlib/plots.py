@@ -241,8 +241,8 @@ def fig5_summary(df: pd.DataFrame) -> pd.DataFrame:
         blocks, sharing = g.block.value_counts(), g.sharing.value_counts()
         widest = g.loc[g.ffn_dim.idxmax()]
         rows.append(dict(model=model, seed=seed, params=g.params.iloc[0], layers=len(g),
-                         bert=int(blocks.get("bert", 0)), mobilebert=int(blocks.get("mobilebert", 0)),
-                         **{s: int(sharing.get(s, 0)) for s in HATCH}, mean_heads=g.heads.mean(),
+                         **{b: int(blocks.get(b, 0)) for b in COLORS}, **{s: int(sharing.get(s, 0)) for s in HATCH},
+                         mean_heads=g.heads.mean(),
                          widest_ffn=int(widest.ffn_dim), widest_layer=int(widest.layer) + 1))
     return pd.DataFrame(rows)
 
