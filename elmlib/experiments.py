@@ -22,7 +22,7 @@ import pandas as pd
 import torch
 
 from .config import SearchConfig, resolve_config
-from .files import project_root, write_json
+from .files import project_root, write_csv, write_json
 from .search import STAGES, SearchRun, retrain_architecture, run_search
 from .space import Architecture, SearchSpace
 
@@ -253,7 +253,8 @@ def feature_collapse(run_dir: str | os.PathLike, limit: int = 256) -> pd.DataFra
     over outputs of their standard deviation; near 0 = one prediction for every input). Measured at
     small, seed 1: under classical KD (Table VII) the features collapse (0.9997 after pretraining,
     0.9998 and logit_sd 0.002 after fine-tuning), where relational KD keeps them apart (0.972, 0.982
-    and 0.28)."""
+    and 0.28). Cached in the run folder as ``feature_collapse-<limit>.csv``, so a notebook re-renders it
+    without the supernet checkpoints (which run records do not keep)."""
     from .analysis import centroid_cosine
     from .objective import TaskBatches, subset
     from .search import load_supernet, saved_head
@@ -261,10 +262,16 @@ def feature_collapse(run_dir: str | os.PathLike, limit: int = 256) -> pd.DataFra
     from .tokenization import load_tokenizer, tokenize_task
 
     run_dir = Path(run_dir)
+    cached = run_dir / f"feature_collapse-{int(limit)}.csv"
+    if cached.exists():
+        return pd.read_csv(cached)
     searched = run_dir / "arch_searched.json"
     if not searched.exists():
         raise FileNotFoundError(f"run_dir={str(run_dir)!r} has no arch_searched.json; expected a run folder "
                                 "whose search stage finished")
+    if not any((run_dir / name).exists() for name in ("supernet_pretrain.pt", "supernet_finetune.pt")):
+        raise FileNotFoundError(f"run_dir={str(run_dir)!r} has neither supernet_pretrain.pt nor "
+                                f"supernet_finetune.pt nor {cached.name}; expected a run folder with its supernets")
     cfg = SearchConfig(**json.loads((run_dir / "config.json").read_text()))
     space = cfg.search_space()
     arch = Architecture.from_dict({"layers": json.loads(searched.read_text())["layers"]})
@@ -290,7 +297,9 @@ def feature_collapse(run_dir: str | os.PathLike, limit: int = 256) -> pd.DataFra
                         logit_sd=float(torch.cat(logits).std(0).mean()) if logits else float("nan"),
                         rows=sum(len(b["input_ids"]) for b in batches), task=cfg.task, scale=cfg.scale,
                         seed=cfg.seed))
-    return pd.DataFrame(out)
+    table = pd.DataFrame(out)
+    write_csv(table, cached)
+    return table
 
 
 def ablations(scale: str, seed: int = 0, task: str = "boolq", root=None) -> pd.DataFrame:

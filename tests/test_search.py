@@ -1,6 +1,7 @@
 """The search pipeline: settings, fail-fast input checks, and kill-and-resume equality (stages 1 and 3)."""
 import json
 import math
+import shutil
 
 import pandas as pd
 import pytest
@@ -122,6 +123,15 @@ def test_feature_collapse_measures_both_saved_supernets(uninterrupted, tmp_path)
     assert math.isnan(table.logit_sd[0]) and table.logit_sd[1] > 0  # only the fine-tuned supernet has a head
     with pytest.raises(FileNotFoundError, match="has no arch_searched.json"):
         feature_collapse(tmp_path)
+    # A copy of the run folder's text files (a run record) re-renders from the cache, without weights.
+    record = tmp_path / "record"
+    record.mkdir()
+    for path in uninterrupted.iterdir():
+        if path.is_file() and path.suffix != ".pt":
+            shutil.copy2(path, record / path.name)
+    pd.testing.assert_frame_equal(feature_collapse(record, limit=20), table)
+    with pytest.raises(FileNotFoundError, match="neither supernet_pretrain.pt"):
+        feature_collapse(record, limit=21)
 
 
 @pytest.mark.parametrize("kill_at", ["pretrain:6", "search:5"])
