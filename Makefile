@@ -98,6 +98,7 @@ bench: setup
 	$(BIN)/python benchmarks/bench_search.py --scale $(SCALE)
 	$(BIN)/python benchmarks/bench_precision.py --scale $(SCALE)
 	$(BIN)/python benchmarks/bench_memory.py --scale $(SCALE)
+	$(BIN)/python benchmarks/bench_dynamic_ffn.py --scale $(SCALE)
 
 clean:
 	rm -rf $(VENV) .pytest_cache runs notebooks/executed

@@ -77,6 +77,17 @@ def build_supernet(cfg: SearchConfig, space: SearchSpace) -> Supernet:
                     hidden_dropout_prob=cfg.dropout, attention_probs_dropout_prob=cfg.dropout)
 
 
+def kd_loss(cfg: SearchConfig, space: SearchSpace, student_layers: int, teacher, with_logits: bool) -> DistillationLoss:
+    """The stage's KD loss (``cfg.kd``: relational Eqs. 4-5 or classical Eqs. 1-3), its projections
+    initialised from ``cfg.seed`` without touching the global RNG stream."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(cfg.seed)
+        return DistillationLoss(student_layers, teacher.config.num_hidden_layers, space.hidden_size,
+                                teacher.config.hidden_size, kind=cfg.kd,
+                                weights=(cfg.kd_logit_weight if with_logits else 0.0, cfg.kd_attn_weight,
+                                         cfg.kd_hidden_weight))
+
+
 def load_supernet(cfg: SearchConfig, space: SearchSpace, path: str | Path) -> tuple[Supernet, dict]:
     """A saved supernet (``supernet_pretrain.pt`` / ``supernet_finetune.pt``) at its grown FFN sizes,
     on the CPU, and the saved state (``head``: the fine-tuned task head, or None)."""
@@ -217,13 +228,7 @@ class SearchRun:
         return model.eval().to(self.device)
 
     def kd_loss(self, student_layers: int, teacher, with_logits: bool) -> DistillationLoss:
-        c = self.cfg
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(c.seed)
-            return DistillationLoss(student_layers, teacher.config.num_hidden_layers, self.space.hidden_size,
-                                    teacher.config.hidden_size, kind=c.kd,
-                                    weights=(c.kd_logit_weight if with_logits else 0.0, c.kd_attn_weight,
-                                             c.kd_hidden_weight))
+        return kd_loss(self.cfg, self.space, student_layers, teacher, with_logits)
 
     def save_supernet(self, net: Supernet, name: str, head: nn.Module | None = None) -> None:
         from .files import atomic_write
