@@ -204,6 +204,16 @@ def test_fig5_summary_and_report(tmp_path):
     assert "| ELM-Small | 0 | 2.50M | 1 / 2 | 1 / 1 / 1 | 3.0 | 128 (2) |" in plots.report(tmp_path)
 
 
+def test_efficiency_plot_shows_the_ratio_of_means_and_each_seed():
+    seconds = {(0, "dynamic"): 100.0, (0, "fixed"): 150.0, (1, "dynamic"): 200.0, (1, "fixed"): 150.0}
+    df = pd.DataFrame([dict(variant=v, stage="pretrain", seconds=t, paper_gpu_days=paper.SEARCH_COST_GPU_DAYS[v],
+                            scale="small", seed=k) for (k, v), t in seconds.items()])
+    ratio_panel = plots.plot_efficiency(df).axes[1]
+    assert ratio_panel.patches[0].get_height() == pytest.approx(300 / 300)  # total fixed / total dynamic
+    assert ratio_panel.patches[1].get_height() == pytest.approx(8.5 / 7.1)
+    assert sorted(ratio_panel.collections[0].get_offsets()[:, 1]) == pytest.approx([0.75, 1.5])
+
+
 def test_squad_table_never_invents_our_numbers():
     df = plots.table3_table("smoke", 0, "not run: requires hub data")
     ours = df[df.source == "ours"]
