@@ -142,7 +142,11 @@ def run_jobs(jobs: list[Job], scale: str, task: str = "boolq", jobs_at_once: int
     CPU cores shared out). Interrupted runs resume from their checkpoints when called again."""
     if jobs_at_once < 1:
         raise ValueError(f"jobs={jobs_at_once} is not allowed; expected >= 1")
-    threads = threads or max(1, (os.cpu_count() or 1) // jobs_at_once)
+    cores = os.cpu_count() or 1
+    threads = threads or max(1, cores // jobs_at_once)
+    if jobs_at_once * threads > cores:  # OpenMP threads spinning on shared cores slow every job (README)
+        log(f"warning: jobs={jobs_at_once} x threads={threads} exceeds the {cores} CPU cores; "
+            f"pass --threads {max(1, cores // jobs_at_once)} or fewer (also for any other run on this machine)")
     context = multiprocessing.get_context("spawn")  # no forked torch or CUDA state
     with cf.ProcessPoolExecutor(jobs_at_once, mp_context=context) as pool:
         return execute(jobs, functools.partial(work, scale=scale, task=task, root=root, threads=threads), pool,

@@ -84,3 +84,15 @@ def test_a_real_job_runs_in_a_spawned_worker(tmp_path):
     assert (tmp_path / "smoke-seed0" / "search-proxy_only" / "final_metrics.csv").exists()
     args = argparse.Namespace(scale="smoke", seeds=1, first_seed=0, only="x", dry_run=True)
     assert schedule.main(args) == 2  # an unknown job name: a clear message, exit status 2
+
+
+def test_more_threads_than_cores_is_warned(monkeypatch):
+    """Two jobs of two threads on two cores ran at ~8 s/step each against ~5 at one thread each (README)."""
+    monkeypatch.setattr(schedule.os, "cpu_count", lambda: 2)
+    lines = []
+    assert schedule.run_jobs([], "smoke", "boolq", 2, 2, log=lines.append) == {}
+    assert len(lines) == 1 and "jobs=2 x threads=2 exceeds the 2 CPU cores" in lines[0] and "--threads 1" in lines[0]
+    lines.clear()
+    schedule.run_jobs([], "smoke", "boolq", 2, None, log=lines.append)  # the default shares the cores out
+    schedule.run_jobs([], "smoke", "boolq", 1, 2, log=lines.append)
+    assert lines == []
