@@ -214,6 +214,16 @@ def test_efficiency_plot_shows_the_ratio_of_means_and_each_seed():
     assert sorted(ratio_panel.collections[0].get_offsets()[:, 1]) == pytest.approx([0.75, 1.5])
 
 
+def test_importance_plot_marks_the_dev_set_standard_error():
+    rows = [dict(variant=v, metric="accuracy", value=x, n_dev=1000, mean_ffn_dim=100.0, task="rotten_tomatoes",
+                 scale="small", seed=0) for v, x in [("grown widths", 0.771), ("elastic widths", 0.776)]]
+    panel = plots.plot_importance_search(pd.DataFrame(rows)).axes[0]
+    bars = [c for c in panel.containers if c.get_label().startswith("±1 s.e.")]
+    half_widths = [seg[1, 1] - seg[0, 1] for seg in bars[0].lines[2][0].get_segments()]
+    assert [w / 2 for w in half_widths] == pytest.approx([(0.771 * 0.229 / 1000) ** 0.5, (0.776 * 0.224 / 1000) ** 0.5])
+    no_bars = plots.plot_importance_search(pd.DataFrame(rows).assign(metric="f1")).axes[0]
+    assert not no_bars.containers  # no binomial error outside accuracy
+
 def test_squad_table_never_invents_our_numbers():
     df = plots.table3_table("smoke", 0, "not run: requires hub data")
     ours = df[df.source == "ours"]
