@@ -143,10 +143,12 @@ def run_jobs(jobs: list[Job], scale: str, task: str = "boolq", jobs_at_once: int
     if jobs_at_once < 1:
         raise ValueError(f"jobs={jobs_at_once} is not allowed; expected >= 1")
     cores = os.cpu_count() or 1
-    threads = threads or max(1, cores // jobs_at_once)
+    fair = max(1, cores // jobs_at_once)
+    threads = threads or fair
     if jobs_at_once * threads > cores:  # OpenMP threads spinning on shared cores slow every job (README)
+        fix = f"--threads {fair}" if jobs_at_once <= cores else f"--jobs {cores} --threads 1"
         log(f"warning: jobs={jobs_at_once} x threads={threads} exceeds the {cores} CPU cores; "
-            f"pass --threads {max(1, cores // jobs_at_once)} or fewer (also for any other run on this machine)")
+            f"pass {fix} or fewer (also for any other run on this machine)")
     context = multiprocessing.get_context("spawn")  # no forked torch or CUDA state
     with cf.ProcessPoolExecutor(jobs_at_once, mp_context=context) as pool:
         return execute(jobs, functools.partial(work, scale=scale, task=task, root=root, threads=threads), pool,

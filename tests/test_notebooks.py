@@ -224,6 +224,7 @@ def test_importance_plot_marks_the_dev_set_standard_error():
     no_bars = plots.plot_importance_search(pd.DataFrame(rows).assign(metric="f1")).axes[0]
     assert not no_bars.containers  # no binomial error outside accuracy
 
+
 def test_squad_table_never_invents_our_numbers():
     df = plots.table3_table("smoke", 0, "not run: requires hub data")
     ours = df[df.source == "ours"]

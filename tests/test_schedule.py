@@ -96,3 +96,5 @@ def test_more_threads_than_cores_is_warned(monkeypatch):
     schedule.run_jobs([], "smoke", "boolq", 2, None, log=lines.append)  # the default shares the cores out
     schedule.run_jobs([], "smoke", "boolq", 1, 2, log=lines.append)
     assert lines == []
+    schedule.run_jobs([], "smoke", "boolq", 3, None, log=lines.append)  # more jobs than cores: fewer jobs
+    assert len(lines) == 1 and "pass --jobs 2 --threads 1" in lines[0]
