@@ -33,6 +33,8 @@ ABLATIONS = {
     "kd": {"kd": "classical"},                  # VII: KL + MSE instead of relational KD
     "sharing": {"candidates": "no_sharing"},    # VIII: 2 blocks per layer, growth K/3
 }
+# The stages whose cost the appendix compares: the search itself, retraining the found model excluded.
+SEARCH_STAGES = STAGES[:4]
 # Ablations that change nothing before the heads stage reuse the main run's first three stages.
 _SHARES_FIRST_STAGES = {"head_search"}
 # Fig. 5 / Table I models per scale: name -> budget (None = the scale's own budget).
@@ -68,16 +70,17 @@ def config(scale: str, seed: int = 0, task: str = "boolq", budget: float | None 
                                                 **overrides})
 
 
-def _run(cfg: SearchConfig, run_dir: Path) -> Path:
+def _run(cfg: SearchConfig, run_dir: Path, stages=STAGES) -> Path:
     # Fine-tune (or load from cache) the task teacher first, so no stage's recorded time includes it.
-    if not (Path(run_dir) / "retrain.done.json").exists():
+    if not all((Path(run_dir) / f"{stage}.done.json").exists() for stage in stages):
         SearchRun(cfg, run_dir, progress=False).task_teacher()
-    return run_search(cfg, run_dir, progress=False)
+    return run_search(cfg, run_dir, progress=False, stages=stages)
 
 
-def main_run(scale: str, seed: int = 0, task: str = "boolq", root=None) -> Path:
-    """Algorithm 2 end to end at the scale's budget; returns the run folder."""
-    return _run(config(scale, seed, task), run_path(scale, seed, "main", root))
+def main_run(scale: str, seed: int = 0, task: str = "boolq", root=None, stages=STAGES) -> Path:
+    """Algorithm 2 end to end at the scale's budget; returns the run folder. ``stages=SEARCH_STAGES``
+    stops before retraining (the search-cost notebook needs no retrained model)."""
+    return _run(config(scale, seed, task), run_path(scale, seed, "main", root), stages)
 
 
 def model_run(model: str, scale: str, seed: int = 0, task: str = "boolq", root=None) -> Path:
@@ -90,10 +93,11 @@ def model_run(model: str, scale: str, seed: int = 0, task: str = "boolq", root=N
     return _run(config(scale, seed, task, budget), run_path(scale, seed, f"budget-{model}", root))
 
 
-def ablation_run(name: str, scale: str, seed: int = 0, task: str = "boolq", root=None) -> Path:
+def ablation_run(name: str, scale: str, seed: int = 0, task: str = "boolq", root=None, stages=STAGES) -> Path:
     """The search with one component switched off (Tables V-VIII). The head-search ablation differs
     from the main run only from the heads stage on, so it copies the main run's first three stages
-    (recorded in ``shared_from.json``) instead of recomputing identical results."""
+    (recorded in ``shared_from.json``) instead of recomputing identical results. ``stages`` as in
+    `main_run`."""
     if name not in ABLATIONS:
         raise ValueError(f"ablation={name!r} is not allowed; expected one of {tuple(ABLATIONS)}")
     cfg = config(scale, seed, task, **ABLATIONS[name])
@@ -106,7 +110,7 @@ def ablation_run(name: str, scale: str, seed: int = 0, task: str = "boolq", root
                                                                   "final_metrics"):
                 shutil.copy2(path, folder / path.name)
         write_json({"run": str(main), "stages": list(STAGES[:3])}, folder / "shared_from.json")
-    return _run(cfg, folder)
+    return _run(cfg, folder, stages)
 
 
 SEARCH_MODES = ("supernet", "proxy_assisted", "proxy_only")
@@ -150,7 +154,8 @@ def search_modes(scale: str, seed: int = 0, task: str = "boolq", root=None) -> p
                              supernet_seconds=sum(seconds.get(k, 0.0) for k in STAGES[:2]),
                              evolution_seconds=seconds.get("search", 0.0),
                              evaluations=searched.get("evaluated"), proxy_ranked=searched.get("proxy_ranked"),
-                             params=m.params, metric=m.metric, value=m.value, task=task, scale=scale, seed=seed))
+                             params=m.params, metric=m.metric, value=m.value, n_dev=m.get("n_dev"), task=task,
+                             scale=scale, seed=seed))
     return pd.DataFrame(rows)
 
 

@@ -305,3 +305,26 @@ def test_precision_of_every_experiment_from_the_environment(monkeypatch):
     monkeypatch.setenv("ELMLIB_PRECISION", "half")
     with pytest.raises(ValueError, match="precision='half' is not allowed"):
         experiments.config("smoke")
+
+
+def test_the_search_cost_needs_no_retrained_model(tmp_path, monkeypatch):
+    """The efficiency notebook asks for SEARCH_STAGES only: the run folders stop before retraining, their
+    recorded stage times are the ones it plots, and a later full call finishes the same folder."""
+    from elmlib import experiments as ex
+    from elmlib import plots
+
+    def tiny(scale, seed=0, task="boolq", budget=None, **overrides):
+        return resolve_config(scale, task, budget, {"seed": seed, **TINY, **overrides})
+
+    monkeypatch.setattr(ex, "config", tiny)
+    runs = {"dynamic": ex.main_run("smoke", root=tmp_path, stages=ex.SEARCH_STAGES),
+            "fixed": ex.ablation_run("dynamic_ffn", "smoke", root=tmp_path, stages=ex.SEARCH_STAGES)}
+    for run in runs.values():
+        assert set(ex.stage_seconds(run)) == set(ex.SEARCH_STAGES) == {"pretrain", "finetune", "search", "heads"}
+        assert (run / "arch.json").exists() and not (run / "final_metrics.csv").exists()
+    table = plots.efficiency_table(runs, "smoke", 0)
+    assert len(table) == 2 * 4 and (table.seconds > 0).all()
+    assert json.loads((runs["fixed"] / "config.json").read_text())["dynamic_ffn"] is False
+    ex.main_run("smoke", root=tmp_path)
+    assert set(ex.stage_seconds(runs["dynamic"])) == set(ex.STAGES)
+    assert pd.read_csv(runs["dynamic"] / "final_metrics.csv").value.between(0, 1).all()
