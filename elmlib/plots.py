@@ -439,11 +439,18 @@ def plot_efficiency(df: pd.DataFrame):
 
 def _per_seed_lines(ax, df: pd.DataFrame, x_col: str, order: list, labels: list | None = None) -> None:
     """One line per seed across the variants in ``order``: paired differences of tenths of a point stay
-    visible (the y-axis is free, not from zero)."""
+    visible (the y-axis is free, not from zero). Accuracy with the dev set's size (``n_dev``) gets its
+    binomial standard error at the seed mean."""
     for seed, g in df.groupby("seed"):
         ax.plot(range(len(order)), g.set_index(x_col).reindex(order).value, marker="o", label=f"seed {seed}")
     ax.set_xticks(range(len(order)), labels or order)
     ax.set_xlim(-0.4, len(order) - 0.6)
+    if df.metric.iloc[0] == "accuracy" and "n_dev" in df:
+        # The free y-axis magnifies tenths of a point; the binomial standard error of the dev set's size
+        # says which of them a single dev set can tell apart.
+        mean = df.groupby(x_col)[["value", "n_dev"]].mean().reindex(order)
+        ax.errorbar(range(len(order)), mean.value, yerr=(mean.value * (1 - mean.value) / mean.n_dev) ** 0.5,
+                    fmt="none", ecolor="grey", capsize=4, label="±1 s.e. of the dev set, at the seed mean")
     ax.legend(fontsize=8)
 
 
@@ -475,13 +482,6 @@ def plot_importance_search(df: pd.DataFrame):
     order = list(dict.fromkeys(first.variant))
     fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4))
     _per_seed_lines(a, first, "variant", order)
-    if first.metric.iloc[0] == "accuracy" and "n_dev" in first:
-        # The free y-axis magnifies tenths of a point; the binomial standard error of the dev set's size
-        # says which of them a single dev set can tell apart.
-        mean = first.groupby("variant")[["value", "n_dev"]].mean().reindex(order)
-        a.errorbar(range(len(order)), mean.value, yerr=(mean.value * (1 - mean.value) / mean.n_dev) ** 0.5,
-                   fmt="none", ecolor="grey", capsize=4, label="±1 s.e. of the dev set, at the seed mean")
-        a.legend(fontsize=8)
     a.set_ylabel(f"found model, {first.task.iloc[0]} dev {first.metric.iloc[0]}")
     a.set_title(f"Result of the search ({df.scale.iloc[0]} scale)")
     sns.barplot(data=first, x="variant", y="mean_ffn_dim", order=order, ax=b, color="#55A868", errorbar="sd")

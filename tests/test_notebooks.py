@@ -225,6 +225,18 @@ def test_importance_plot_marks_the_dev_set_standard_error():
     assert not no_bars.containers  # no binomial error outside accuracy
 
 
+def test_proxy_search_plot_marks_the_dev_set_standard_error_of_accuracy_only():
+    rows = [dict(mode=m, supernet_seconds=10.0, evolution_seconds=5.0, metric="accuracy", value=x, n_dev=400,
+                 task="rotten_tomatoes", scale="small", seed=k)
+            for k in (0, 1) for m, x in [("supernet", 0.70 + k / 100), ("proxy_only", 0.60)]]
+    panel = plots.plot_proxy_search(pd.DataFrame(rows)).axes[1]
+    bars = [c for c in panel.containers if c.get_label().startswith("±1 s.e.")]
+    half_widths = [seg[1, 1] - seg[0, 1] for seg in bars[0].lines[2][0].get_segments()]
+    assert [w / 2 for w in half_widths] == pytest.approx([(0.705 * 0.295 / 400) ** 0.5, (0.6 * 0.4 / 400) ** 0.5])
+    # CSVs written before n_dev was recorded still plot, without bars.
+    assert not plots.plot_proxy_search(pd.DataFrame(rows).drop(columns="n_dev")).axes[1].containers
+
+
 def test_squad_table_never_invents_our_numbers():
     df = plots.table3_table("smoke", 0, "not run: requires hub data")
     ours = df[df.source == "ours"]
@@ -256,7 +268,7 @@ EXPECTED = {
                                      lambda d: len(d) == 2 * 36 and d.similarity.between(-1 - 1e-4, 1 + 1e-4).all()),
     "efficiency": ({"variant", "stage", "seconds", "paper_gpu_days", "scale", "seed"},
                    lambda d: set(d.variant) == {"dynamic", "fixed"} and (d.seconds > 0).all()),
-    "proxy_search": ({"mode", "search_seconds", "evaluations", "params", "metric", "value", "scale", "seed"},
+    "proxy_search": ({"mode", "search_seconds", "evaluations", "params", "metric", "value", "n_dev", "scale", "seed"},
                      lambda d: list(dict.fromkeys(d["mode"])) == ["supernet", "proxy_assisted", "proxy_only"]
                      and d.value.between(0, 1).all() and (d.params <= 1.05e6).all()
                      and d.set_index("mode").search_seconds["proxy_only"] < d.set_index("mode").search_seconds["supernet"]),
