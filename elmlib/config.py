@@ -9,13 +9,16 @@ setting can be overridden one by one; errors name the key, the value and what is
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .errors import UserError
 from .space import SearchSpace
 from .training import PRECISIONS
 
@@ -98,23 +101,14 @@ class SearchConfig:
     precision: str = "fp32"
 
     def __post_init__(self):
-        choices = {"scale": tuple(SCALES), "candidates": ("all", "no_sharing"), "kd": ("relational", "classical"),
-                   "growth_init": ("zero", "normal"), "space": SearchSpace.presets(),
-                   "search_mode": ("supernet", "proxy_assisted", "proxy_only"), "classifier_pooling": ("cls", "mean"),
-                   "precision": PRECISIONS}
-        for key, allowed in choices.items():
-            if getattr(self, key) not in allowed:
-                raise ValueError(f"setting {key}={getattr(self, key)!r} is not allowed; expected one of {allowed}")
-        positive = ("max_length", "pretrain_epochs", "pretrain_batch_size", "finetune_epochs", "finetune_batch_size",
-                    "population", "generations", "parents", "pca_batches", "cka_batches", "checkpoint_every",
-                    "eval_batch_size", "latency_repeats", "teacher_epochs", "elastic_widths")
-        for key in positive:
-            if getattr(self, key) < 1:
-                raise ValueError(f"setting {key}={getattr(self, key)!r} is not allowed; expected >= 1")
-        for key in ("crossover_prob", "mutation_prob", "dropout", "warmup_ratio", "cka_eta", "pca_threshold",
-                    "proxy_fraction"):
-            if not 0 <= getattr(self, key) <= 1:
-                raise ValueError(f"setting {key}={getattr(self, key)!r} is not allowed; expected a value in [0, 1]")
+        for key, allowed in _CHOICES.items():
+            if getattr(self, key) not in allowed():
+                raise UserError(f"setting {key}={getattr(self, key)!r} is not allowed; expected one of {allowed()}")
+        for keys, low, high, what in _RANGES:
+            for key in keys:
+                value = getattr(self, key)
+                if not isinstance(value, (int, float)) or isinstance(value, bool) or not low(value) or not high(value):
+                    raise UserError(f"setting {key}={value!r} is not allowed; expected {what}")
 
     def to_dict(self) -> dict:
         """Every setting, except those added after run folders existed while they hold their default:
@@ -133,6 +127,27 @@ class SearchConfig:
             space = SearchSpace.preset(self.space, ffn_init=fixed)
         return space
 
+
+_CHOICES = {"scale": lambda: tuple(SCALES), "candidates": lambda: ("all", "no_sharing"),
+            "kd": lambda: ("relational", "classical"), "growth_init": lambda: ("zero", "normal"),
+            "space": SearchSpace.presets, "search_mode": lambda: ("supernet", "proxy_assisted", "proxy_only"),
+            "classifier_pooling": lambda: ("cls", "mean"), "precision": lambda: PRECISIONS}
+_ANY, _POSITIVE, _NONNEG = (lambda v: True), (lambda v: v > 0), (lambda v: v >= 0)
+_RANGES = (  # (keys, lower test, upper test, what is allowed)
+    (("max_length", "pretrain_epochs", "pretrain_batch_size", "finetune_epochs", "finetune_batch_size",
+      "population", "generations", "parents", "pca_batches", "cka_batches", "checkpoint_every", "eval_batch_size",
+      "latency_repeats", "teacher_epochs", "elastic_widths", "growth_k", "retrain_pretrain_epochs",
+      "retrain_finetune_epochs"), lambda v: v >= 1, _ANY, "an integer >= 1"),
+    (("seed", "fixed_ffn_dim", "pretrain_steps", "finetune_steps", "train_limit", "teacher_max_steps",
+      "search_limit", "retrain_pretrain_steps", "retrain_finetune_steps", "dev_limit"), _NONNEG, _ANY,
+     "an integer >= 0 (0 = the default)"),
+    (("budget", "pretrain_lr", "finetune_lr", "teacher_lr", "retrain_lr"), _POSITIVE, _ANY, "a number > 0"),
+    (("growth_limit", "weight_decay", "kd_logit_weight", "kd_attn_weight", "kd_hidden_weight", "mlm_weight",
+      "ce_weight"), _NONNEG, _ANY, "a number >= 0"),
+    (("crossover_prob", "mutation_prob", "dropout", "warmup_ratio", "cka_eta", "pca_threshold"), _NONNEG,
+     lambda v: v <= 1, "a value in [0, 1]"),
+    (("proxy_fraction",), _POSITIVE, lambda v: v <= 1, "a value in (0, 1]"),
+)
 
 # Settings introduced after the first run folders, with the default that reproduces those runs.
 _ADDED_LATER = {"precision": "fp32"}
@@ -182,32 +197,54 @@ def parse_budget(value: str | float | int) -> float:
     try:
         return float(text[:-1] if scale != 1.0 else text) * scale
     except ValueError:
-        raise ValueError(f"budget={value!r} is not allowed; expected a number of parameters like 15.7M or 5e6")
+        raise UserError(f"budget={value!r} is not allowed; expected a number of parameters like 15.7M or 5e6")
+
+
+_TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
 
 
 def _coerce(key: str, value: Any, default: Any) -> Any:
-    if isinstance(default, bool):
+    """``value`` as the type of ``default``, strictly: a bool from true/false (or 1/0), an int from an
+    integer (never 4.7, never a bool), a finite float from a number; strings (``--set``) are parsed."""
+    kind = type(default)
+    if kind is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, int) and value in (0, 1):
+            return bool(value)
+        if isinstance(value, str) and value.strip().lower() in _TRUE + _FALSE:
+            return value.strip().lower() in _TRUE
+        raise UserError(f"setting {key}={value!r} is not allowed; expected true or false")
+    if kind is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
         if isinstance(value, str):
-            if value.lower() in ("1", "true", "yes", "on"):
-                return True
-            if value.lower() in ("0", "false", "no", "off"):
-                return False
-            raise ValueError(f"setting {key}={value!r} is not allowed; expected true or false")
-        return bool(value)
-    try:
-        return type(default)(parse_budget(value) if key == "budget" else value)
-    except (TypeError, ValueError):
-        raise ValueError(f"setting {key}={value!r} is not allowed; expected a {type(default).__name__}") from None
+            with contextlib.suppress(ValueError):
+                return int(value.strip())
+        raise UserError(f"setting {key}={value!r} is not allowed; expected an integer")
+    if kind is float:
+        try:
+            if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+                raise ValueError
+            number = parse_budget(value) if key == "budget" else float(value)
+        except ValueError:
+            raise UserError(f"setting {key}={value!r} is not allowed; expected a number") from None
+        if not math.isfinite(number):
+            raise UserError(f"setting {key}={value!r} is not allowed; expected a finite number")
+        return number
+    if not isinstance(value, str):
+        raise UserError(f"setting {key}={value!r} is not allowed; expected a string")
+    return value
 
 
 def resolve_config(scale: str = "smoke", task: str | None = None, budget: str | float | None = None,
                    overrides: dict | None = None, config_file: str | Path | None = None) -> SearchConfig:
     """Scale preset, then a JSON config file, then explicit overrides (later wins)."""
     if scale not in SCALES:
-        raise ValueError(f"scale={scale!r} is not allowed; expected one of {tuple(SCALES)}")
+        raise UserError(f"scale={scale!r} is not allowed; expected one of {tuple(SCALES)}")
     values: dict[str, Any] = {"scale": scale, **SCALES[scale]}
     if config_file:
-        values.update(json.loads(Path(config_file).read_text()))
+        values.update(read_config_file(config_file))
     values.update(overrides or {})
     if task is not None:
         values["task"] = task
@@ -219,8 +256,22 @@ def resolve_config(scale: str = "smoke", task: str | None = None, budget: str | 
     defaults = {f.name: f.default for f in dataclasses.fields(SearchConfig)}
     unknown = sorted(set(values) - set(defaults))
     if unknown:
-        raise ValueError(f"unknown setting(s) {unknown}; allowed: {sorted(defaults)}")
+        raise UserError(f"unknown setting(s) {unknown}; allowed: {sorted(defaults)}")
     return SearchConfig(**{k: _coerce(k, v, defaults[k]) for k, v in values.items()})
+
+
+def read_config_file(path: str | Path) -> dict:
+    """A JSON object of settings; a missing or malformed file is one line naming it (and the line)."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except OSError as err:
+        raise UserError(f"config file {path} cannot be read ({err.strerror})") from None
+    except json.JSONDecodeError as err:
+        raise UserError(f"config file {path}: not valid JSON at line {err.lineno} ({err.msg})") from None
+    if not isinstance(data, dict):
+        raise UserError(f"config file {path} holds a {type(data).__name__}; expected a JSON object of settings")
+    return data
 
 
 def parse_sets(pairs: list[str]) -> dict[str, str]:
@@ -228,7 +279,7 @@ def parse_sets(pairs: list[str]) -> dict[str, str]:
     out = {}
     for pair in pairs or []:
         if "=" not in pair:
-            raise ValueError(f"--set {pair!r} is not allowed; expected key=value")
+            raise UserError(f"--set {pair!r} is not allowed; expected key=value")
         key, value = pair.split("=", 1)
         out[key.strip()] = value.strip()
     return out

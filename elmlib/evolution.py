@@ -13,11 +13,13 @@ saved and resumed, giving the same result as an uninterrupted run.
 from __future__ import annotations
 
 import json
+import math
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from .errors import UserError
 from .files import write_json
 from .space import Architecture
 
@@ -190,10 +192,35 @@ class EvolutionarySearch:
             self.rng.setstate((version, tuple(internal), gauss))
             self.generation, self.rejected_over_budget = state["generation"], state["rejected_over_budget"]
             self.proxy_ranked = state.get("proxy_ranked", 0)
-            self.population = [tuple(g) for g in state["population"]]
             for row in state["evaluated"]:
-                genome = tuple(row["genome"])
-                self.evaluated[genome] = Evaluated(genome, self.decode(genome), row["params"], row["score"],
-                                                   row["generation"])
+                genome = self._checked_genome(row["genome"])
+                arch = self.decode(genome)
+                self.evaluated[genome] = Evaluated(genome, arch, self._checked_params(arch, row["params"]),
+                                                   self._checked_score(row["score"]), int(row["generation"]))
+            self.population = [self._checked_genome(g) for g in state["population"]]
+            if any(g not in self.evaluated for g in self.population):
+                raise ValueError("the population holds genomes that were never evaluated")
         except (KeyError, TypeError, ValueError, json.JSONDecodeError) as err:
-            raise ValueError(f"evolution state {path} is corrupt or from another search: {err}") from err
+            raise UserError(f"evolution state {path} is corrupt, edited or from another search ({err}); delete it "
+                            "to restart the search stage") from None
+
+    # --- checks of a loaded state: nothing a search could not have written is accepted ------------
+    def _checked_genome(self, genes) -> Genome:
+        genome = tuple(genes)
+        if len(genome) != self.num_layers or not all(
+                isinstance(g, int) and not isinstance(g, bool) and 0 <= g < self.num_choices for g in genome):
+            raise ValueError(f"genome {list(genome)} is not {self.num_layers} choices in [0, {self.num_choices})")
+        return genome
+
+    def _checked_params(self, arch: Architecture, stored) -> int:
+        params = self.params(arch)
+        if stored != params or params > self.budget:
+            raise ValueError(f"an architecture's stored parameter count {stored} differs from its count {params} "
+                             f"or exceeds the budget {self.budget:.4g}")
+        return params
+
+    @staticmethod
+    def _checked_score(score) -> float:
+        if isinstance(score, bool) or not isinstance(score, (int, float)) or not math.isfinite(score):
+            raise ValueError(f"score {score!r} is not a finite number")
+        return float(score)

@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .errors import TrainingDiverged
 from .losses import DistillationLoss
 from .space import Architecture
 
@@ -119,4 +120,9 @@ def predict(encoder, head, batches, device, arch: Architecture | None = None) ->
         out = encoder(batch["input_ids"], arch=arch, **kw) if arch is not None else encoder(batch["input_ids"], **kw)
         logits.append(head(out.last_hidden_state, batch["attention_mask"]).float().cpu())
         labels.append(batch["labels"].cpu())
-    return torch.cat(logits), torch.cat(labels)
+    logits = torch.cat(logits)
+    if not torch.isfinite(logits).all():
+        bad = int((~torch.isfinite(logits)).any(dim=-1).sum())
+        raise TrainingDiverged(f"evaluation refused: {bad} of {len(logits)} rows have non-finite logits (the model "
+                               "diverged); lower the learning rates (finetune_lr, retrain_lr)")
+    return logits, torch.cat(labels)

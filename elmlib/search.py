@@ -26,7 +26,6 @@ import argparse
 import gc
 import json
 import os
-import shutil
 import time
 from pathlib import Path
 
@@ -37,19 +36,25 @@ from torch import nn
 from .analysis import MinibatchCKA, PCAAccumulator, block_similarity, head_number
 from .config import SearchConfig, parse_sets, resolve_config
 from .distributed import Distributed
+from .errors import UserError
 from .evolution import EvolutionarySearch, EvolutionSettings
 from .files import project_root, write_csv, write_json
 from .growth import grow_ffn
 from .importance import ImportanceAccumulator, reorder_
 from .losses import DistillationLoss
 from .modeling_elm import ElmClassificationHead, sdpa_mask
+from .preflight import STAGES, check_stages, preflight
 from .objective import Objective, TaskBatches, predict, subset, to_device
+from .runfolder import claim_run_folder
 from .retrain import retrain, retrain_architecture  # noqa: F401 (re-exported)
 from .space import CANDIDATES, Architecture, LayerChoice, SearchSpace
 from .supernet import Supernet, init_weights
-from .training import TrainLoop, adamw, path_rng
+from .training import TrainLoop, adamw, load_tensors, path_rng
 
-STAGES = ("pretrain", "finetune", "search", "heads", "retrain")
+SUPERNET_FORMAT = "elmlib-supernet-v1"
+# The learning-rate setting of each training loop (named when a loop diverges).
+LR_SETTINGS = {"pretrain": "pretrain_lr", "finetune": "finetune_lr", "retrain_pretrain": "pretrain_lr",
+               "retrain_finetune": "retrain_lr"}
 
 
 # --------------------------------------------------------------------------- small helpers
@@ -91,7 +96,10 @@ def kd_loss(cfg: SearchConfig, space: SearchSpace, student_layers: int, teacher,
 def load_supernet(cfg: SearchConfig, space: SearchSpace, path: str | Path) -> tuple[Supernet, dict]:
     """A saved supernet (``supernet_pretrain.pt`` / ``supernet_finetune.pt``) at its grown FFN sizes,
     on the CPU, and the saved state (``head``: the fine-tuned task head, or None)."""
-    state = torch.load(path, map_location="cpu", weights_only=False)
+    state = load_tensors(Path(path))
+    if not {"ffn", "supernet", "head"} <= set(state):  # files from before SUPERNET_FORMAT lack "format"
+        raise UserError(f"{path} is not an elmlib supernet (no ffn/supernet/head entries); delete it to restart "
+                        "this stage")
     net = build_supernet(cfg, space)
     net.grow_to(state["ffn"])
     net.load_state_dict(state["supernet"])
@@ -144,38 +152,27 @@ class SearchRun:
         from .tasks import get_task
 
         self.cfg, self.dir, self.progress = cfg, Path(run_dir), progress
-        self.spec = get_task(cfg.task)  # unknown task: fails here, before any work
-        if self.spec.num_labels < 1:
-            raise ValueError(f"task={cfg.task!r} is extractive QA; the search scores classification/regression "
-                             "tasks (use elmlib.squad for QA fine-tuning)")
+        preflight(cfg)  # machine, data and teacher checks: all before the run folder is touched
+        self.spec = get_task(cfg.task)
         self.kind = "regression" if self.spec.is_regression else "classification"
         self.space = cfg.search_space()
         low, high = budget_bounds(cfg, self.space)
         if not low <= cfg.budget <= high:
-            raise ValueError(f"budget={cfg.budget:.4g} is not allowed for the {self.space.name!r} space: "
-                             f"architectures have {low:,} to {high:,} parameters")
+            raise UserError(f"budget={cfg.budget:.4g} is not allowed for the {self.space.name!r} space: "
+                            f"architectures have {low:,} to {high:,} parameters")
         self.dist = Distributed()
-        if self.dist.is_main:
-            self._claim_run_dir(overwrite)
+        self.folder = claim_run_folder(self.dir, cfg.to_dict(), cfg.digest(), overwrite) if self.dist.is_main else None
         self.dist.barrier()
         if not self.dist.is_main and json.loads((self.dir / "config.json").read_text()) != cfg.to_dict():
-            raise ValueError(f"rank {self.dist.rank}: run folder {self.dir} holds another config")
+            raise UserError(f"rank {self.dist.rank}: run folder {self.dir} holds another config")
         self.device = self.dist.device(device_for(cfg))
         self.times: dict[str, float] = {}
         self.clock: tuple[str, float, float] | None = None  # (running stage, its start, earlier attempts' s)
 
-    def _claim_run_dir(self, overwrite: bool) -> None:
-        path = self.dir / "config.json"
-        if path.exists():
-            old = json.loads(path.read_text())
-            if old != self.cfg.to_dict():
-                if not overwrite:
-                    changed = sorted(k for k in set(old) | set(self.cfg.to_dict())
-                                     if old.get(k) != self.cfg.to_dict().get(k))
-                    raise ValueError(f"run folder {self.dir} was made with another config (differs in {changed}); "
-                                     "use another --run-dir or --overwrite")
-                shutil.rmtree(self.dir)
-        write_json(self.cfg.to_dict(), path)
+    def close(self) -> None:
+        """Release the run folder's lock (also done when the object is collected or the process ends)."""
+        if self.folder is not None:
+            self.folder.release()
 
     # --- bookkeeping -------------------------------------------------------------------------------
     def done(self, stage: str) -> bool:
@@ -197,12 +194,14 @@ class SearchRun:
             write_json({"stage": stage, "seconds": earlier + time.time() - start},
                        self.dir / f"{stage}.elapsed.json")
 
-    def loop(self, name: str, modules: dict, optimizer, epochs: int, steps: int, folder: Path | None = None) -> TrainLoop:
+    def loop(self, name: str, modules: dict, optimizer, epochs: int, steps: int, folder: Path | None = None,
+             digest: str | None = None) -> TrainLoop:
+        """A resumable loop of this run; ``digest`` (default: the config's) must match its checkpoint."""
         return TrainLoop(name, folder or self.dir, modules=modules, optimizer=optimizer, epochs=epochs, steps_per_epoch=steps,
                          warmup_ratio=self.cfg.warmup_ratio, checkpoint_every=self.cfg.checkpoint_every,
-                         config_digest=self.cfg.digest(), progress=self.progress, seed=self.cfg.seed,
+                         config_digest=digest or self.cfg.digest(), progress=self.progress, seed=self.cfg.seed,
                          is_main=self.dist.is_main, precision=self.cfg.precision, device=self.device,
-                         on_save=self.record_elapsed)
+                         on_save=self.record_elapsed, lr_setting=LR_SETTINGS[name])
 
     def tokenizer(self):
         from .tokenization import load_tokenizer
@@ -234,7 +233,7 @@ class SearchRun:
         from .files import atomic_write
 
         with atomic_write(self.dir / name, "wb") as f:
-            torch.save({"ffn": net.ffn_sizes(), "supernet": net.state_dict(),
+            torch.save({"format": SUPERNET_FORMAT, "ffn": net.ffn_sizes(), "supernet": net.state_dict(),
                         "head": None if head is None else head.state_dict()}, f)
 
     def load_supernet(self, name: str) -> tuple[Supernet, dict]:
@@ -518,7 +517,7 @@ class SearchRun:
     @torch.no_grad()
     def stage_heads(self) -> None:
         c = self.cfg
-        arch = Architecture.from_dict({"layers": json.loads((self.dir / "arch_searched.json").read_text())["layers"]})
+        arch = self.read_arch("arch_searched.json")
         if c.search_mode == "proxy_only":  # no trained weights to measure head redundancy on
             write_json({**arch.to_dict(), "params": self.space.num_params(arch), "head_search": False},
                        self.dir / "arch.json")
@@ -547,8 +546,23 @@ class SearchRun:
                    self.dir / "arch.json")
 
     # --- stage 5 -----------------------------------------------------------------------------------
+    def read_arch(self, name: str) -> Architecture:
+        """An architecture file of this run, checked against the space and the budget (it may have been
+        edited by hand: the search itself never writes one over the budget)."""
+        path = self.dir / name
+        try:
+            arch = self.space.validate(Architecture.from_dict({"layers": json.loads(path.read_text())["layers"]}))
+        except (OSError, ValueError, KeyError, TypeError) as err:
+            raise UserError(f"{path} is not a valid architecture of the {self.space.name!r} space ({err}); "
+                            "delete it and the stage's .done.json to recompute it") from None
+        params = self.space.num_params(arch)
+        if params > self.cfg.budget:
+            raise UserError(f"{path} has {params:,} parameters, over budget={self.cfg.budget:.4g}; it was edited or "
+                            "comes from another search: delete it and the stage's .done.json to recompute it")
+        return arch
+
     def stage_retrain(self) -> None:
-        arch = Architecture.from_dict({"layers": json.loads((self.dir / "arch.json").read_text())["layers"]})
+        arch = self.read_arch("arch.json")
         self.retrain(arch, self.dir, self.cfg.inherit_weights and self.cfg.search_mode != "proxy_only")
 
     def retrain(self, arch: Architecture, folder: Path, inherit: bool) -> pd.DataFrame:
@@ -559,6 +573,10 @@ class SearchRun:
     def run(self, stages=STAGES) -> Path:
         """Run the stages not done yet. Under torchrun, stages 1-2 run data-parallel on every rank;
         the later ones (evaluation-bound) run on rank 0 while the others leave."""
+        todo = [s for s in check_stages(stages) if not self.done(s)]
+        if todo and self.folder is not None and self.folder.read_only:
+            raise UserError(f"run folder {self.dir} is read-only and stages {todo} are not done yet; "
+                            "copy it somewhere writable or use another --run-dir")
         for stage in stages:
             if self.done(stage):
                 continue
@@ -583,10 +601,12 @@ class SearchRun:
 def run_search(cfg: SearchConfig, run_dir: str | Path, overwrite: bool = False, progress: bool = True,
                stages=STAGES) -> Path:
     """Run (or resume) the whole search; returns the run folder."""
-    unknown = [s for s in stages if s not in STAGES]
-    if unknown:
-        raise ValueError(f"stages {unknown} are not allowed; expected a subset of {STAGES}")
-    return SearchRun(cfg, run_dir, overwrite, progress).run(stages)
+    stages = check_stages(stages)
+    run = SearchRun(cfg, run_dir, overwrite, progress)
+    try:
+        return run.run(stages)
+    finally:
+        run.close()
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -602,16 +622,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    """Errors the user can fix reach ``elmlib.__main__`` as one line (exit 2) before anything is written."""
+    stages = check_stages(s for s in args.stages.split(",") if s)
+    cfg = resolve_config(args.scale, args.task, args.budget, parse_sets(args.set), args.config)
+    run_dir = args.run_dir or project_root() / "runs" / f"{cfg.task}-{cfg.scale}"
+    run = SearchRun(cfg, run_dir, args.overwrite, not args.no_progress)
     try:
-        cfg = resolve_config(args.scale, args.task, args.budget, parse_sets(args.set), args.config)
-        run_dir = args.run_dir or project_root() / "runs" / f"{cfg.task}-{cfg.scale}"
-        run = SearchRun(cfg, run_dir, args.overwrite, not args.no_progress)
-    except (ValueError, KeyError) as err:
-        print(f"elmlib search: {err}")
-        return 2
-    try:
-        run.run(tuple(s for s in args.stages.split(",") if s))
+        run.run(stages)
     finally:
+        run.close()
         run.dist.close()
     if not run.dist.is_main:
         return 0

@@ -16,15 +16,18 @@ from __future__ import annotations
 import contextlib
 import itertools
 import json
+import math
 import os
 import random
 import time
+import warnings
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
 import torch
 from torch import nn
 
+from .errors import TrainingDiverged, UserError
 from .files import atomic_write
 
 CHECKPOINT_FORMAT = "elmlib-checkpoint-v1"
@@ -74,6 +77,9 @@ def fit(model: nn.Module, batches_for_epoch: Callable[[int], Iterable[dict]], st
             if len(losses) >= steps:
                 break
             loss = model(**batch).loss
+            if not math.isfinite(loss.item()):
+                raise TrainingDiverged(f"fine-tuning diverged at step {len(losses) + 1} (loss={loss.item()}); "
+                                       f"lower the learning rate (now {lr:g}, e.g. teacher_lr)")
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             optimizer.step()
@@ -105,18 +111,27 @@ def save_checkpoint(path: Path, state: dict) -> None:
         torch.save({"format": CHECKPOINT_FORMAT, **state}, f)
 
 
+def load_tensors(path: Path, fmt: str | None = None) -> dict:
+    """Load a file elmlib saved with ``torch.save`` under ``weights_only=True``: tensors, numbers,
+    strings and containers only, so a planted pickle runs no code and fails here. ``fmt``: the
+    ``format`` entry it must carry."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # UnpicklingError for a foreign pickle, RuntimeError/EOFError for torn files
+        raise UserError(f"{path} is not an elmlib checkpoint ({type(err).__name__}); delete it to restart "
+                        "this stage") from None
+    if not isinstance(state, dict) or (fmt is not None and state.get("format") != fmt):
+        raise UserError(f"{path} is not an elmlib checkpoint (no {fmt or 'state'} entry); delete it to restart "
+                        "this stage")
+    return state
+
+
 def load_checkpoint(path: Path, config_digest: str) -> dict:
     """Load a checkpoint of this run; a corrupt or foreign file fails with a clear message."""
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as err:  # torch raises several types for damaged files
-        raise ValueError(f"checkpoint {path} is corrupt ({type(err).__name__}: {err}); delete it to restart "
-                         "this stage") from err
-    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
-        raise ValueError(f"checkpoint {path} is not an elmlib checkpoint; delete it to restart this stage")
+    state = load_tensors(path, CHECKPOINT_FORMAT)
     if state.get("config_digest") != config_digest:
-        raise ValueError(f"checkpoint {path} belongs to another config ({state.get('config_digest')} != "
-                         f"{config_digest}); use another run folder or --overwrite")
+        raise UserError(f"checkpoint {path} belongs to another config ({state.get('config_digest')} != "
+                        f"{config_digest}); use another run folder or --overwrite")
     return state
 
 
@@ -130,7 +145,7 @@ class TrainLoop:
                  epochs: int, steps_per_epoch: int, warmup_ratio: float = 0.1, checkpoint_every: int = 200,
                  config_digest: str = "", is_main: bool = True, progress: bool = True, seed: int = 0,
                  precision: str = "fp32", device: str | torch.device = "cpu",
-                 on_save: Callable[[], None] | None = None):
+                 on_save: Callable[[], None] | None = None, lr_setting: str = "the learning rate"):
         if steps_per_epoch < 1:
             raise ValueError(f"{name}: steps_per_epoch={steps_per_epoch} is not allowed; expected >= 1 "
                              "(is the training split empty?)")
@@ -144,13 +159,37 @@ class TrainLoop:
         autocast(precision, device)  # a bad precision fails here, before any step
         self.precision, self.device = precision, device
         self.on_save = on_save  # called after every checkpoint (the search records its stage's wall time)
+        self.lr_setting = lr_setting  # named in the divergence error: the setting to lower
         self.step = 0  # global steps done
         self.extra: dict = {}  # caller state saved with the checkpoint (e.g. grown FFN sizes)
         self.ckpt_path = self.dir / f"{name}.ckpt"
         self.log_path = self.dir / f"{name}.log.jsonl"
 
     # --- checkpoints -----------------------------------------------------------------------------
+    def diverged(self, what: str) -> TrainingDiverged:
+        lr = self.optimizer.param_groups[0].get("initial_lr", self.optimizer.param_groups[0]["lr"])
+        return TrainingDiverged(f"training diverged at step {self.step} of stage {self.name} ({what}); lower "
+                                f"{self.lr_setting} (now {lr:g}) or use precision=fp32; nothing was exported")
+
+    def check_step(self, metrics: dict) -> None:
+        """Stop at a non-finite loss or gradient norm, before the optimizer applies it."""
+        bad = {k: v for k, v in metrics.items() if not math.isfinite(v)}
+        if bad:
+            raise self.diverged(", ".join(f"{k}={v}" for k, v in bad.items()))
+        grads = [p.grad for g in self.optimizer.param_groups for p in g["params"] if p.grad is not None]
+        norm = float(torch.nn.utils.get_total_norm(grads)) if grads else 0.0
+        if not math.isfinite(norm):
+            raise self.diverged(f"gradient norm={norm}")
+
+    def check_weights(self) -> None:
+        """Every weight finite: a checkpoint or a finished stage never holds a NaN model."""
+        for key, module in self.modules.items():
+            for name, tensor in module.state_dict().items():
+                if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+                    raise self.diverged(f"{key}.{name} is not finite")
+
     def save(self) -> None:
+        self.check_weights()
         if not self.is_main:
             return
         save_checkpoint(self.ckpt_path, {
@@ -192,11 +231,21 @@ class TrainLoop:
         return True
 
     def _truncate_log(self) -> None:
-        """Drop log lines of steps after the checkpoint: the resumed run writes them again."""
+        """Drop log lines of steps after the checkpoint (the resumed run writes them again), and a last
+        line torn by a kill mid-write (with a warning); a damaged line elsewhere is an error."""
         if not self.is_main or not self.log_path.exists():
             return
-        keep = [line for line in self.log_path.read_text().splitlines()
-                if line.strip() and json.loads(line).get("step", 0) <= self.step]
+        lines = [line for line in self.log_path.read_text().splitlines() if line.strip()]
+        records = []
+        for number, line in enumerate(lines, 1):
+            try:
+                records.append((json.loads(line), line))
+            except json.JSONDecodeError:
+                if number < len(lines):
+                    raise UserError(f"{self.log_path}: line {number} is not valid JSON; the log was edited or "
+                                    "damaged: delete it and the stage's .ckpt to restart the stage") from None
+                warnings.warn(f"{self.log_path}: dropped a torn last line (the run was killed while writing it)")
+        keep = [line for record, line in records if record.get("step", 0) <= self.step]
         with atomic_write(self.log_path) as f:
             f.write("".join(line + "\n" for line in keep))
 
@@ -222,6 +271,7 @@ class TrainLoop:
                         parts = step_fn(batch, self.step)
                     metrics = {k: float(v.detach() if torch.is_tensor(v) else v) for k, v in parts.items()}
                     del parts
+                    self.check_step(metrics)
                     self.optimizer.step()
                     self.scheduler.step()
                     self.optimizer.zero_grad(set_to_none=True)

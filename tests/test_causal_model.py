@@ -165,7 +165,7 @@ def test_causal_folder_loads_and_generates_without_elmlib(tmp_path):
         sys.modules["elmlib"] = None  # any import of elmlib now fails
         import torch
         from transformers import AutoModelForCausalLM
-        ref = torch.load({str(tmp_path / 'ref.pt')!r})
+        ref = torch.load({str(tmp_path / 'ref.pt')!r}, weights_only=True)
         model = AutoModelForCausalLM.from_pretrained({str(tmp_path / 'model')!r}, trust_remote_code=True).eval()
         assert "elmlib" not in type(model).__module__, type(model).__module__
         with torch.no_grad():

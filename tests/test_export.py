@@ -74,7 +74,7 @@ def test_exported_folder_loads_without_elmlib(tmp_path, trained_like):
         sys.modules["elmlib"] = None  # any import of elmlib now fails
         import torch
         from transformers import AutoModel
-        ref = torch.load({str(tmp_path / 'ref.pt')!r})
+        ref = torch.load({str(tmp_path / 'ref.pt')!r}, weights_only=True)
         model = AutoModel.from_pretrained({str(tmp_path / 'model')!r}, trust_remote_code=True).eval()
         assert "elmlib" not in type(model).__module__, type(model).__module__
         out = model(ref["ids"], attention_mask=ref["mask"]).last_hidden_state

@@ -40,7 +40,7 @@ def test_settings_resolve_by_scale_file_and_overrides(tmp_path):
     (dict(scale="huge"), r"scale='huge' is not allowed"),
     (dict(overrides={"popsize": 3}), r"unknown setting\(s\) \['popsize'\]"),
     (dict(overrides={"kd": "mse"}), r"setting kd='mse' is not allowed; expected one of \('relational', 'classical'\)"),
-    (dict(overrides={"population": "many"}), r"setting population='many' is not allowed; expected a int"),
+    (dict(overrides={"population": "many"}), r"setting population='many' is not allowed; expected an integer"),
     (dict(overrides={"mutation_prob": 2}), r"setting mutation_prob=2.0 is not allowed"),
     (dict(budget="lots"), r"budget='lots' is not allowed"),
     (dict(overrides={"precision": "fp16"}), r"setting precision='fp16' is not allowed; expected one of \('fp32', 'bf16'\)"),
@@ -51,7 +51,7 @@ def test_bad_settings_name_key_value_and_allowed(kwargs, message):
 
 
 def test_bad_input_fails_before_any_training(tmp_path):
-    with pytest.raises(KeyError, match="nosuchtask"):
+    with pytest.raises(ValueError, match="nosuchtask"):
         SearchRun(resolve_config("smoke", task="nosuchtask"), tmp_path / "a")
     with pytest.raises(ValueError, match=r"budget=1e\+05 is not allowed for the 'smoke' space: architectures have"):
         SearchRun(resolve_config("smoke", budget=1e5), tmp_path / "b")
@@ -67,7 +67,7 @@ def test_bad_input_fails_before_any_training(tmp_path):
 
 def test_corrupt_or_foreign_checkpoints_are_refused(tmp_path):
     (tmp_path / "x.ckpt").write_bytes(b"not a checkpoint")
-    with pytest.raises(ValueError, match="is corrupt"):
+    with pytest.raises(ValueError, match="is not an elmlib checkpoint"):
         load_checkpoint(tmp_path / "x.ckpt", "abc")
     torch.save({"weights": 1}, tmp_path / "y.ckpt")
     with pytest.raises(ValueError, match="is not an elmlib checkpoint"):
@@ -190,6 +190,7 @@ def test_proxy_assisted_search_reuses_the_trained_supernet(tmp_path, uninterrupt
     import shutil
 
     cfg = resolve_config("smoke", overrides={**TINY, "search_mode": "proxy_assisted", "proxy_fraction": 0.5})
+    SearchRun(cfg, tmp_path).close()  # an elmlib run folder of this config, into which the trained stages go
     for name in ("supernet_finetune.pt", "pretrain.done.json", "finetune.done.json"):
         shutil.copy(uninterrupted / name, tmp_path / name)
     run_search(cfg, tmp_path, progress=False, stages=("search",))
@@ -207,13 +208,13 @@ def test_importance_reordering_in_the_search_resumes_to_the_same_result(tmp_path
     monkeypatch.setenv("ELMLIB_INTERRUPT_AT", "pretrain:7")
     with pytest.raises(KeyboardInterrupt):
         run_search(cfg, tmp_path / "killed", progress=False)
-    assert "importance" in torch.load(tmp_path / "killed" / "pretrain.ckpt", weights_only=False)["extra"]
+    assert "importance" in torch.load(tmp_path / "killed" / "pretrain.ckpt", weights_only=True)["extra"]
     monkeypatch.delenv("ELMLIB_INTERRUPT_AT")
     run_search(cfg, tmp_path / "killed", progress=False)
     got, want = _outputs(tmp_path / "killed"), _outputs(tmp_path / "full")
     for key in ("pca", "growth", "history", "metrics"):
         pd.testing.assert_frame_equal(got[key], want[key])
-    a, b = (torch.load(d / "supernet_finetune.pt", weights_only=False)["supernet"] for d in (tmp_path / "full",
+    a, b = (torch.load(d / "supernet_finetune.pt", weights_only=True)["supernet"] for d in (tmp_path / "full",
                                                                                        tmp_path / "killed"))
     assert all(torch.equal(a[k], b[k]) for k in a)
     # The search looked at widths below the grown sizes.
@@ -291,7 +292,7 @@ def test_bf16_training_is_deterministic_and_tracks_fp32(tmp_path):
     assert all(math.isfinite(r["loss"]) for r in a)
     assert a[0]["loss"] != ref[0]["loss"]  # bf16 really ran
     assert a[0]["loss"] == pytest.approx(ref[0]["loss"], rel=0.02)
-    state = torch.load(tmp_path / "a" / "supernet_pretrain.pt", weights_only=False)
+    state = torch.load(tmp_path / "a" / "supernet_pretrain.pt", weights_only=True)
     assert all(v.dtype == torch.float32 for v in state["supernet"].values() if v.is_floating_point())
 
 
