@@ -21,7 +21,8 @@ import pandas as pd
 
 from . import paper
 from .experiments import stage_seconds
-from .files import atomic_write, figures_dir, results_dir
+from .figsave import save_figure
+from .files import figures_dir, results_dir
 from .space import CANDIDATES
 
 BLOCK_LABELS = [f"{b[:4] if b == 'bert' else 'Mob'}-{s}" for b, s in CANDIDATES]  # index = paper Fig. 6 order
@@ -50,9 +51,7 @@ def save(fig, name: str, folder: str | os.PathLike | None = None) -> list[Path]:
     paths = [folder / f"{name}.{ext}" for ext in ("png", "pdf")]
     for path in paths:
         png = path.suffix == ".png"
-        with atomic_write(path, "wb") as f:
-            fig.savefig(f, format=path.suffix[1:], dpi=150 if png else None,
-                        metadata=None if png else {"CreationDate": None})
+        save_figure(fig, path, dpi=150 if png else None, metadata=None if png else {"CreationDate": None})
     return paths
 
 

@@ -488,7 +488,7 @@ def plot_scatter(df, png_path, *, proxies=("params", "zerolm", "score")):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from elmlib.files import atomic_write
+    from elmlib.figsave import save_figure
 
     titles = {"params": "number of parameters", "zerolm": "ZeroLM-style (whole model)",
               "score": "elmlib layerwise (recommended)", "nonemb_params": "non-embedding parameters",
@@ -508,10 +508,11 @@ def plot_scatter(df, png_path, *, proxies=("params", "zerolm", "score")):
     np.atleast_1d(axes)[0].legend(fontsize=8, loc="lower right")
     fig.tight_layout()
     png_path = Path(png_path)
-    for path, fmt in ((png_path, "png"), (png_path.with_suffix(".pdf"), "pdf")):
-        with atomic_write(path, "wb") as handle:
-            fig.savefig(handle, format=fmt, dpi=200)
-    plt.close(fig)
+    try:
+        for path in (png_path, png_path.with_suffix(".pdf")):
+            save_figure(fig, path, dpi=200)
+    finally:
+        plt.close(fig)
     return png_path
 
 
