@@ -12,7 +12,6 @@ alone, so ``python -m elmlib figures`` re-renders every figure from ``results/``
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 from pathlib import Path
@@ -21,7 +20,9 @@ import pandas as pd
 
 from . import paper
 from .experiments import stage_seconds
-from .files import atomic_write, figures_dir, results_dir
+from .figsave import save_figure
+from .files import figures_dir, results_dir
+from .inputs import CSV_ERRORS, failure_line, raise_failures, read_json, read_results_csv
 from .space import CANDIDATES
 
 BLOCK_LABELS = [f"{b[:4] if b == 'bert' else 'Mob'}-{s}" for b, s in CANDIDATES]  # index = paper Fig. 6 order
@@ -50,9 +51,7 @@ def save(fig, name: str, folder: str | os.PathLike | None = None) -> list[Path]:
     paths = [folder / f"{name}.{ext}" for ext in ("png", "pdf")]
     for path in paths:
         png = path.suffix == ".png"
-        with atomic_write(path, "wb") as f:
-            fig.savefig(f, format=path.suffix[1:], dpi=150 if png else None,
-                        metadata=None if png else {"CreationDate": None})
+        save_figure(fig, path, dpi=150 if png else None, metadata=None if png else {"CreationDate": None})
     return paths
 
 
@@ -132,7 +131,7 @@ def plot_fig2(df: pd.DataFrame):
 
 def fig3a_table(run_dir, scale: str, seed: int, layer: int | None = None) -> pd.DataFrame:
     cka = pd.read_csv(Path(run_dir) / "cka.csv")
-    arch = json.loads((Path(run_dir) / "arch.json").read_text())
+    arch = read_json(Path(run_dir) / "arch.json", "found architecture", "finish the search of this run folder")
     layer = middle_layer(len(arch["layers"])) if layer is None else layer
     if layer not in set(cka.layer):
         raise ValueError(f"layer={layer} is not allowed; the run has layers {sorted(set(cka.layer))}")
@@ -502,111 +501,48 @@ PLOTS = {"fig1_ffn_growth": plot_fig1, "fig2_pca_curves": plot_fig2, "fig3a_cka_
          "importance_search": plot_importance_search}
 
 
-def render_all(results=None, figures=None) -> list[str]:
-    """Re-render every figure whose results CSV exists; returns the names drawn."""
+def _render(results, figures) -> tuple[list[str], list[tuple[str, Exception]]]:
+    """Draw every figure whose results CSV exists; a CSV that cannot be read or drawn is recorded in
+    the failures and the others are still drawn. Returns (names drawn, failures)."""
     import matplotlib
 
     matplotlib.use("Agg")
     plt = _style()
     results = Path(results or results_dir())
-    done = []
+    done, failed = [], []
     for name, plot in PLOTS.items():
-        if (results / f"{name}.csv").exists():
-            fig = plot(pd.read_csv(results / f"{name}.csv"))
+        path = results / f"{name}.csv"
+        if not path.exists():
+            continue
+        open_before = set(plt.get_fignums())
+        try:
+            fig = plot(read_results_csv(path))
+        except CSV_ERRORS as err:
+            failed.append((failure_line(path, err), err))
+            for number in set(plt.get_fignums()) - open_before:  # a half-drawn figure
+                plt.close(number)
+            continue
+        try:
             save(fig, name, figures)
+        finally:
             plt.close(fig)
-            done.append(name)
+        done.append(name)
+    return done, failed
+
+
+def render_all(results=None, figures=None) -> list[str]:
+    """Re-render every figure whose results CSV exists; returns the names drawn. A corrupt, empty or
+    truncated CSV does not stop the others: they are drawn, then a ValueError names every failed CSV."""
+    done, failed = _render(results, figures)
+    raise_failures(failed, "rendered")
     return done
 
 
-def _mean_sd(v: pd.Series, scale: float = 1.0, digits: int = 1, sign: bool = False) -> str:
-    v = v.dropna() * scale
-    if not len(v):
-        return "n/a"
-    mean = f"{v.mean():{'+' if sign else ''}.{digits}f}"
-    return f"{mean} ± {v.std():.{digits}f} (n={len(v)})" if len(v) > 1 else f"{mean} (n=1)"
-
-
-def _first_metric(path: Path) -> pd.DataFrame:
-    """The rows of a results table on its first (headline) metric."""
-    df = pd.read_csv(path)
-    return df[df.metric == df.metric.iloc[0]]
-
-
 def report(results=None) -> str:
-    """Markdown: our numbers (mean ± sd over seeds) beside the paper's, from results/*.csv."""
-    results = Path(results or results_dir())
-    out = []
-    path = results / "table1_2_glue.csv"
-    if path.exists():
-        d = _first_metric(path)
-        out += [f"**Found vs same-budget baselines** ({d.scale.iloc[0]} scale, {d.task.iloc[0]} dev "
-                f"{d.metric.iloc[0]} in %, mean ± sd over seeds)", "",
-                "| model | params | latency (ms) | ours | paper (model, GLUE dev avg) |", "| --- | --- | --- | --- | --- |"]
-        for model, g in d.groupby("model", sort=False):
-            p = g.paper_value.dropna()
-            out.append(f"| {model} | {g.params.mean() / 1e6:.3f}M | {g.latency_ms.mean():.2f} | "
-                       f"{_mean_sd(g.value, 100)} | {(g.paper_model.iloc[0] + ' ' + str(p.iloc[0])) if len(p) else '-'} |")
-        out.append("")
-    path = results / "table5_8_ablations.csv"
-    if path.exists():
-        deltas = ablation_deltas(pd.read_csv(path))
-        out += ["**Ablations**: gain from each component, with - without (points; ours: dev accuracy x 100)", "",
-                "| table | component | ours | paper |", "| --- | --- | --- | --- |"]
-        for a, g in deltas.groupby("ablation", sort=False):
-            out.append(f"| {paper.ABLATIONS[a]['table']} | {a} | {_mean_sd(g.delta, 100, sign=True)} | "
-                       f"{g.paper_delta.iloc[0]:+.1f} |")
-        out.append("")
-    path = results / "efficiency.csv"
-    if path.exists():
-        df = pd.read_csv(path)
-        total = df.groupby(["variant", "seed"]).seconds.sum().unstack("variant")
-        ratio = total["fixed"] / total["dynamic"]
-        out += [f"**Search cost**, fixed / dynamic FFN dims: ours {_mean_sd(ratio, digits=2)} "
-                f"(dynamic {total['dynamic'].mean():.0f} s, fixed {total['fixed'].mean():.0f} s); "
-                f"paper {paper.SEARCH_COST_GPU_DAYS['fixed'] / paper.SEARCH_COST_GPU_DAYS['dynamic']:.2f} "
-                "(8.5 / 7.1 GPU-days)", ""]
-    path = results / "proxy_search.csv"
-    if path.exists():
-        d = _first_metric(path)
-        out += [f"**Search modes** (beyond the paper; {d.task.iloc[0]} dev {d.metric.iloc[0]} in %)", "",
-                "| mode | search time (s) | architectures scored | found model |", "| --- | --- | --- | --- |"]
-        for mode, g in d.groupby("mode", sort=False):
-            out.append(f"| {mode} | {g.search_seconds.mean():.0f} | {g.evaluations.mean():.0f} | "
-                       f"{_mean_sd(g.value, 100)} |")
-        out.append("")
-    path = results / "importance_search.csv"
-    if path.exists():
-        d = _first_metric(path)
-        out += [f"**Importance reordering in the search** (beyond the paper; {d.task.iloc[0]} dev "
-                f"{d.metric.iloc[0]} in %)", "",
-                "| variant | mean FFN dim | search score | found model |", "| --- | --- | --- | --- |"]
-        for variant, g in d.groupby("variant", sort=False):
-            out.append(f"| {variant} | {g.mean_ffn_dim.mean():.0f} | {_mean_sd(g.search_score, 100)} | "
-                       f"{_mean_sd(g.value, 100)} |")
-        out.append("")
-    path = results / "fig5_architectures.csv"
-    if path.exists():
-        out += ["**Found architectures** (Fig. 5; paper: more MobileBERT blocks, FFN dims in the middle layers, "
-                "few in layer 1)", "",
-                "| model | seed | params | BERT / MobileBERT layers | sharing none / qv / kv | mean heads | "
-                "widest FFN (layer) |", "| --- | --- | --- | --- | --- | --- | --- |"]
-        for _, r in fig5_summary(pd.read_csv(path)).iterrows():
-            out.append(f"| {r.model} | {r.seed} | {r.params / 1e6:.2f}M | {r.bert} / {r.mobilebert} | "
-                       f"{r.none} / {r.qv} / {r.kv} | {r.mean_heads:.1f} | {r.widest_ffn} ({r.widest_layer}) |")
-        out.append("")
-    path = results / "fig3b_block_similarity.csv"
-    if path.exists():
-        df = pd.read_csv(path)
-        m = df.groupby("kd").similarity.mean()
-        line = ("**Block similarity** (mean off-diagonal cosine over layers and seeds): " +
-                ", ".join(f"{k} KD {v:.3f}" for k, v in m.items()))
-        if {"classical", "relational"} <= set(m.index):
-            pairs = df.pivot_table(index=["seed", "layer"], columns="kd", values="similarity").dropna()
-            line += (f"; relational below classical in {int((pairs.relational < pairs.classical).sum())} of "
-                     f"{len(pairs)} (seed, layer) pairs")
-        out += [line + "; paper: relational KD makes blocks less similar", ""]
-    return "\n".join(out)
+    """Markdown results table from results/*.csv (see :func:`elmlib.report.report`)."""
+    from .report import report as markdown_report
+
+    return markdown_report(results)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -616,9 +552,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    """Re-render the figures (or print the report); every usable CSV is used, then a ValueError names
+    the CSVs that were not (the CLI prints it as one ``error:`` line and exits 2)."""
+    if args.results and not Path(args.results).is_dir():
+        raise FileNotFoundError(f"--results {args.results} is not a folder; give the folder holding the results CSVs")
     if args.report:
-        print(report(args.results))
+        from .report import collect_report
+
+        text, failed = collect_report(args.results)
+        print(text)
+        raise_failures(failed, "reported")
         return 0
-    names = render_all(args.results, args.figures)
-    print(f"re-rendered {len(names)} figures: {', '.join(names) or 'none (no results/*.csv yet)'}")
+    names, failed = _render(args.results, args.figures)
+    print(f"re-rendered {len(names)} figures: {', '.join(names) or ('none' if failed else 'none (no results/*.csv yet)')}")
+    raise_failures(failed, "rendered")
     return 0

@@ -488,7 +488,7 @@ def plot_scatter(df, png_path, *, proxies=("params", "zerolm", "score")):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from elmlib.files import atomic_write
+    from elmlib.figsave import save_figure
 
     titles = {"params": "number of parameters", "zerolm": "ZeroLM-style (whole model)",
               "score": "elmlib layerwise (recommended)", "nonemb_params": "non-embedding parameters",
@@ -508,10 +508,11 @@ def plot_scatter(df, png_path, *, proxies=("params", "zerolm", "score")):
     np.atleast_1d(axes)[0].legend(fontsize=8, loc="lower right")
     fig.tight_layout()
     png_path = Path(png_path)
-    for path, fmt in ((png_path, "png"), (png_path.with_suffix(".pdf"), "pdf")):
-        with atomic_write(path, "wb") as handle:
-            fig.savefig(handle, format=fmt, dpi=200)
-    plt.close(fig)
+    try:
+        for path in (png_path, png_path.with_suffix(".pdf")):
+            save_figure(fig, path, dpi=200)
+    finally:
+        plt.close(fig)
     return png_path
 
 
@@ -521,12 +522,12 @@ def run_flexibert(*, scale: str = "smoke", seed: int = 0, data=None, measure: st
     Returns ``(scores_df, table_df)``. ``smoke`` uses the first 60 architectures of the file, the
     other scales all of them (300 for the packaged dev file).
     """
-    from elmlib.flexibert import load_benchmark
+    from elmlib.inputs import benchmark_entries
 
     if scale not in SCALES:
         raise ValueError(f"scale = {scale!r} is not allowed; expected one of {list(SCALES)}")
     preset = SCALES[scale]
-    entries = load_benchmark(data)
+    entries = benchmark_entries(data, scores=True)  # correlations need every record's GLUE score
     if preset["n_arch"]:
         entries = entries[: preset["n_arch"]]
     df, feats = score_benchmark(entries, seed=seed, measure=measure)
@@ -540,6 +541,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="benchmark format of --data (only FlexiBERT for now)")
     parser.add_argument("--data", default=None,
                         help="benchmark JSON (list of records, any subset); default: the packaged dev file")
+    parser.add_argument("--no-scores", action="store_true",
+                        help="score architectures only: records need no 'scores' (any are ignored), no correlations")
     parser.add_argument("--out", required=True, help="CSV to write (with a .provenance.json beside it)")
     parser.add_argument("--seed", type=int, default=0, help="initialisation and sketch seed")
     parser.add_argument("--measure", default="participation", choices=sorted(CAPACITY_MEASURES),
@@ -547,20 +550,36 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (1 is fastest on shared CPUs)")
 
 
+def _print_correlations(df) -> None:
+    """In-sample Spearman/Kendall of every proxy against GLUE; a correlation that is undefined (constant
+    values) is printed as such, never as a bare NaN."""
+    print(f"{'proxy':16s} {'spearman':>9s} {'kendall':>8s}   (in-sample on this file)")
+    if df["glue"].nunique() < 2:
+        print(f"undefined: all {len(df)} records have the same GLUE score ({df['glue'].iloc[0]:g})")
+        return
+    for name in [*PROXIES, "score"]:
+        if df[name].nunique() < 2:
+            print(f"{name:16s} undefined (the proxy is constant on this file)")
+            continue
+        rho, tau = rank_correlations(df[name], df["glue"])
+        print(f"{name:16s} {rho:9.3f} {tau:8.3f}")
+
+
 def main(args: argparse.Namespace) -> int:
     from elmlib.files import write_result
-    from elmlib.flexibert import load_benchmark
+    from elmlib.inputs import benchmark_entries
 
-    entries = load_benchmark(args.data)
+    if Path(args.out).is_dir():
+        raise ValueError(f"--out {args.out} is a folder; give the CSV file to write, e.g. {Path(args.out) / 'proxy.csv'}")
+    if args.threads < 1:
+        raise ValueError(f"--threads {args.threads} is not allowed; give 1 or more (1 is fastest on shared CPUs)")
+    entries = benchmark_entries(args.data, scores=not args.no_scores)  # every record checked before scoring
     df, _ = score_benchmark(entries, seed=args.seed, measure=args.measure, threads=args.threads)
     wall = df.attrs["wall_time_s"]
     config = dict(benchmark=args.benchmark, data=str(args.data) if args.data else "packaged:flexibert_dev.json",
-                  measure=args.measure, threads=args.threads, settings=DEV_SETTINGS, recommended=RECOMMENDED)
+                  scores=not args.no_scores, measure=args.measure, threads=args.threads, settings=DEV_SETTINGS, recommended=RECOMMENDED)
     write_result(df, args.out, config=config, seed=args.seed, wall_time_s=wall, n_architectures=len(df))
     print(f"scored {len(df)} architectures in {wall:.1f} s -> {args.out}")
     if "glue" in df and len(df) > 2:
-        print(f"{'proxy':16s} {'spearman':>9s} {'kendall':>8s}   (in-sample on this file)")
-        for name in [*PROXIES, "score"]:
-            rho, tau = rank_correlations(df[name], df["glue"])
-            print(f"{name:16s} {rho:9.3f} {tau:8.3f}")
+        _print_correlations(df)
     return 0

@@ -106,12 +106,17 @@ TASKS: dict[str, TaskSpec] = {t.name: t for t in [
 ]}
 
 
-class UnknownTask(KeyError):
-    pass
+class UnknownTask(KeyError, ValueError):
+    """A task name not in the registry; the message lists the known ones. A ValueError too, so the CLI
+    reports it as a user error (one ``error:`` line, exit 2)."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
 
 
-class HubUnavailable(RuntimeError):
-    """The Hugging Face Hub cannot be reached; the message names the offline task to use instead."""
+class HubUnavailable(RuntimeError, ValueError):
+    """The Hugging Face Hub cannot be reached; the message names the offline task to use instead. A
+    ValueError too, so the CLI reports it as a user error (one ``error:`` line, exit 2)."""
 
 
 def get_task(name: str) -> TaskSpec:
@@ -286,7 +291,11 @@ def _load_offline(spec: TaskSpec, split: str):
     path = _split_file(spec.name)
     if not path.exists():
         raise FileNotFoundError(f"stored split {path} is missing; it ships with elmlib (reinstall the package)")
-    stored = json.loads(gzip.decompress(path.read_bytes()))
+    try:
+        stored = json.loads(gzip.decompress(path.read_bytes()))
+    except (OSError, EOFError, ValueError) as err:  # gzip.BadGzipFile is an OSError, JSONDecodeError a ValueError
+        raise ValueError(f"stored split {path} is corrupt ({type(err).__name__}); it ships with elmlib: "
+                         "reinstall the package or `git checkout` the file") from err
     search = set(stored["search"])
     if stored["dev"] is None:
         dev_mask = [r["official"] == "dev" for r in rows]
@@ -421,16 +430,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    import sys
-
-    try:
-        return _main(args)
-    except (UnknownTask, HubUnavailable, FileNotFoundError, ValueError) as err:  # user errors: message, no traceback
-        print(f"error: {err.args[0] if isinstance(err, KeyError) else err}", file=sys.stderr)
-        return 2
-
-
-def _main(args: argparse.Namespace) -> int:
+    """Run a ``data`` action. Expected errors (unknown task, unreachable hub, missing data package,
+    corrupt split file, bad --max-length) raise ValueError or FileNotFoundError with a one-line
+    message; ``python -m elmlib`` prints it as ``error: ...`` and exits 2 (--debug: the traceback)."""
     import time
 
     if args.action == "list":
@@ -460,6 +462,10 @@ def _main(args: argparse.Namespace) -> int:
     if args.action == "prepare":
         from elmlib.tokenization import load_tokenizer, tokenize_task
 
+        if args.max_length < 8:
+            raise ValueError(f"--max-length {args.max_length} is too short; give 8 or more (default 128)")
+        for name in args.tasks:
+            get_task(name)  # every name checked before any work
         tok = load_tokenizer(args.tokenizer)
         for name in args.tasks:
             for split in get_task(name).splits:

@@ -14,13 +14,10 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import os
-import shutil
-import tempfile
-import uuid
 from pathlib import Path
 from typing import Callable
 
+from elmlib import cache
 from elmlib.files import cache_dir
 from elmlib.tasks import HubUnavailable, hub_offline, hub_reachable, package_dir
 
@@ -105,11 +102,16 @@ def _merge_of(token: bytes, ranks: dict[bytes, int]) -> tuple[bytes, bytes]:
 
 
 def gpt2_tokenizer_dir() -> Path:
-    """vocab.json + merges.txt rebuilt from whisper's ``gpt2.tiktoken`` (cached; ~1 s the first time)."""
+    """vocab.json + merges.txt rebuilt from whisper's ``gpt2.tiktoken`` (cached; ~1 s the first time).
+
+    The cache records the sha256 of the ranks file it was built from and of every file it holds; a
+    folder that does not match (interrupted, edited, other ranks) is rebuilt."""
     source = package_dir("whisper", GPT2_REQUIREMENT) / "assets" / "gpt2.tiktoken"
     raw = source.read_bytes()
-    out = cache_dir() / "tokenizers" / f"gpt2-{hashlib.sha256(raw).hexdigest()[:12]}"
-    if (out / "merges.txt").exists():
+    digest = hashlib.sha256(raw).hexdigest()
+    out = cache_dir() / "tokenizers" / f"gpt2-{digest[:12]}"
+    inputs = {"kind": "gpt2-bpe-from-ranks", "source_sha256": digest}
+    if cache.problem(out, inputs) is None:
         return out
     ranks = {base64.b64decode(tok): int(rank) for tok, rank in (line.split() for line in raw.decode().splitlines() if line)}
     to_char = _byte_to_unicode()
@@ -117,28 +119,16 @@ def gpt2_tokenizer_dir() -> Path:
     vocab = {text(tok): rank for tok, rank in ranks.items()}
     vocab["<|endoftext|>"] = len(ranks)  # 50256, GPT-2's only special token
     merges = [_merge_of(tok, ranks) for tok, _ in sorted(ranks.items(), key=lambda kv: kv[1]) if len(tok) > 1]
-    tmp = out.with_name(f".{out.name}.{uuid.uuid4().hex}")
-    tmp.mkdir(parents=True)
+    tmp = cache.new_tmp(out)
     (tmp / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False), encoding="utf-8")
     (tmp / "merges.txt").write_text("#version: 0.2\n" + "".join(f"{text(a)} {text(b)}\n" for a, b in merges), encoding="utf-8")
     (tmp / "tokenizer_config.json").write_text(json.dumps({
         "tokenizer_class": "GPT2Tokenizer", "model_max_length": 1024, "add_prefix_space": False,
         "bos_token": "<|endoftext|>", "eos_token": "<|endoftext|>", "unk_token": "<|endoftext|>"}))
-    _publish_dir(tmp, out)
-    return out
+    return cache.publish(tmp, out, inputs)
 
 
 # --------------------------------------------------------------------------- cache of tokenized splits
-
-def _publish_dir(tmp: Path, final: Path) -> None:
-    """Atomically move a finished folder into place; if another process won the race, keep theirs."""
-    try:
-        os.replace(tmp, final)
-    except OSError:
-        shutil.rmtree(tmp, ignore_errors=True)
-        if not final.exists():
-            raise
-
 
 def tokenizer_fingerprint(tokenizer) -> str:
     """Hash of the whole tokenizer definition (vocab, normaliser, special tokens), not just its name."""
@@ -167,7 +157,9 @@ def tokenize_task(name: str, split: str, tokenizer, max_length: int = 128, rebui
     """A task split with input_ids, token_type_ids, attention_mask, labels (unpadded), cached on disk.
 
     The cache key is (rows' content hash, tokenizer fingerprint, max length): a changed source,
-    tokenizer or length gives a new entry; a second call loads memory-mapped Arrow in milliseconds."""
+    tokenizer or length gives a new entry; a second call loads memory-mapped Arrow in milliseconds.
+    The entry's manifest records these inputs and its files' sha256: an entry whose writing was
+    interrupted, whose files changed or that was made from other inputs is rebuilt, never reused."""
     import datasets
 
     from elmlib.tasks import get_task, load_task, source_hash
@@ -180,25 +172,29 @@ def tokenize_task(name: str, split: str, tokenizer, max_length: int = 128, rebui
         source = content_hash(*[list(ds[c]) for c in ("text", "text_pair", "label") if c in ds.column_names])
     key = f"{name}-{split}-{source}-{tokenizer_fingerprint(tokenizer)}-L{max_length}"
     path = cache_dir() / "tokenized" / key
-    if path.exists() and not rebuild:
+    inputs = {"task": name, "split": split, "source": source, "tokenizer": tokenizer_fingerprint(tokenizer),
+              "max_length": max_length}
+    if not rebuild and cache.problem(path, inputs) is None:
         return datasets.load_from_disk(str(path))
     ds = load_task(name, split) if ds is None else ds
     cols = [list(ds[c]) for c in ("text", "text_pair", "label") if c in ds.column_names]
     enc = encode_pairs(tokenizer, cols[0], cols[1] if len(cols) == 3 else None, max_length)
     out = datasets.Dataset.from_dict({"key": list(ds["key"]), **{k: enc[k] for k in ("input_ids", "token_type_ids", "attention_mask")},
                                       "labels": cols[-1]})
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{key}.", dir=path.parent))
+    tmp = cache.new_tmp(path)
     bars = datasets.is_progress_bar_enabled()
     datasets.disable_progress_bars()  # a progress bar per cached split is noise
     try:
         out.save_to_disk(str(tmp))
+    except BaseException:
+        cache.discard(tmp)
+        raise
     finally:
         if bars:
             datasets.enable_progress_bars()
-    if rebuild and path.exists():
-        shutil.rmtree(path)
-    _publish_dir(tmp, path)
+    if rebuild:
+        cache.discard(path)
+    cache.publish(tmp, path, inputs)
     return datasets.load_from_disk(str(path))
 
 

@@ -143,9 +143,9 @@ def test_cli_end_to_end(tmp_path, capsys):
     assert json.loads(out.with_name("scores.provenance.json").read_text())["seed"] == 0
     printed = capsys.readouterr().out
     assert "spearman" in printed and "layerwise" in printed
-    # the same file without scores: no glue column, same proxy values
+    # the same file without scores, in the explicit --no-scores mode: no glue column, same proxy values
     bare = write_subset(tmp_path / "bare.json", records, drop_scores=True)
-    cli(["proxy", "--data", str(bare), "--out", str(tmp_path / "bare.csv")])
+    cli(["proxy", "--data", str(bare), "--no-scores", "--out", str(tmp_path / "bare.csv")])
     bare_df = pd.read_csv(tmp_path / "bare.csv")
     assert "glue" not in bare_df and np.allclose(bare_df["score"], df["score"])
 
