@@ -18,6 +18,7 @@ COMMANDS = {
     "proxy": ("elmlib.proxies", "score architectures with zero-cost proxies (FlexiBERT benchmark)"),
     "data": ("elmlib.tasks", "list, inspect and prepare the task registry and corpora"),
     "figures": ("elmlib.plots", "re-render the paper's figures from results/*.csv; --report prints the results table"),
+    "report": ("elmlib.report", "print the markdown results table of docs/results.md from results/*.csv"),
 }
 
 

@@ -160,6 +160,6 @@ def write_result(df, path: str | os.PathLike, *, config: Any = None, seed: int |
     """Write ``df`` to ``path`` and its provenance to ``<path stem>.provenance.json``, both atomically."""
     path = Path(path)
     write_csv(df, path)
-    write_json(provenance(config=config, seed=seed, wall_time_s=wall_time_s, **extra),
+    write_json(provenance(config=config, seed=seed, wall_time_s=wall_time_s, rows=len(df), **extra),
                path.with_name(path.stem + ".provenance.json"))
     return path
