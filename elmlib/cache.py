@@ -126,3 +126,22 @@ def publish(tmp: str | os.PathLike, final: str | os.PathLike, inputs: dict) -> P
         if problem(final, inputs) is not None:
             raise
     return final
+
+
+def publish_model(model, folder: str | os.PathLike, digest: str, tokenizer=None) -> None:
+    """``save_pretrained`` into a temporary folder, then publish it as ``folder`` with a manifest of
+    ``digest`` (the recipe that made it) and every file's sha256: a kill mid-save leaves no folder
+    that looks complete, and an edited or stale folder is never reused."""
+    tmp = new_tmp(folder)
+    try:
+        model.save_pretrained(tmp)
+        if tokenizer is not None:
+            tokenizer.save_pretrained(tmp)
+        publish(tmp, folder, {"recipe": digest})
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def published(folder: str | os.PathLike, digest: str) -> bool:
+    """Whether ``folder`` is a complete, unchanged model folder made by the recipe ``digest``."""
+    return problem(folder, {"recipe": digest}) is None

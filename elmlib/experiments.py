@@ -23,6 +23,7 @@ import torch
 
 from .config import SearchConfig, resolve_config
 from .files import project_root, write_csv, write_json
+from .runfolder import claim_run_folder
 from .search import STAGES, SearchRun, retrain_architecture, run_search
 from .space import Architecture, SearchSpace
 
@@ -104,12 +105,9 @@ def ablation_run(name: str, scale: str, seed: int = 0, task: str = "boolq", root
     folder = run_path(scale, seed, f"ablation-{name}", root)
     if name in _SHARES_FIRST_STAGES and not (folder / "search.done.json").exists():
         main = main_run(scale, seed, task, root)
-        folder.mkdir(parents=True, exist_ok=True)
-        for path in main.iterdir():
-            if path.is_file() and path.name.split(".")[0] not in ("config", "heads", "retrain", "arch", "cka",
-                                                                  "final_metrics"):
-                shutil.copy2(path, folder / path.name)
-        write_json({"run": str(main), "stages": list(STAGES[:3])}, folder / "shared_from.json")
+        names = [p.name for p in main.iterdir() if p.is_file() and not p.name.startswith(".")
+                 and p.name.split(".")[0] not in ("config", "heads", "retrain", "arch", "cka", "final_metrics")]
+        _share_stages(cfg, main, folder, names, STAGES[:3])
     return _run(cfg, folder, stages)
 
 
@@ -125,17 +123,27 @@ def search_mode_run(mode: str, scale: str, seed: int = 0, task: str = "boolq", r
     if mode == "supernet":
         return main_run(scale, seed, task, root)
     folder = run_path(scale, seed, f"search-{mode}", root)
+    cfg = config(scale, seed, task, search_mode=mode)
     if mode == "proxy_assisted" and not (folder / "finetune.done.json").exists():
-        _share_supernet(main_run(scale, seed, task, root), folder)
-    return _run(config(scale, seed, task, search_mode=mode), folder)
+        _share_supernet(cfg, main_run(scale, seed, task, root), folder)
+    return _run(cfg, folder)
 
 
-def _share_supernet(main: Path, folder: Path) -> None:
+def _share_supernet(cfg: SearchConfig, main: Path, folder: Path) -> None:
     """Start ``folder`` from ``main``'s fine-tuned supernet (its first two stages)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    for name in ("supernet_finetune.pt", "pretrain.done.json", "finetune.done.json"):
-        shutil.copy2(main / name, folder / name)
-    write_json({"run": str(main), "stages": list(STAGES[:2])}, folder / "shared_from.json")
+    _share_stages(cfg, main, folder, ["supernet_finetune.pt", "pretrain.done.json", "finetune.done.json"], STAGES[:2])
+
+
+def _share_stages(cfg: SearchConfig, main: Path, folder: Path, names: list[str], stages) -> None:
+    """Claim ``folder`` for ``cfg`` (owned and locked, as any run folder), then copy ``main``'s files
+    of ``stages`` into it and record where they came from in ``shared_from.json``."""
+    held = claim_run_folder(folder, cfg.to_dict(), cfg.digest())
+    try:
+        for name in names:
+            shutil.copy2(main / name, folder / name)
+        write_json({"run": str(main), "stages": list(stages)}, folder / "shared_from.json")
+    finally:
+        held.release()
 
 
 def search_modes(scale: str, seed: int = 0, task: str = "boolq", root=None) -> pd.DataFrame:
@@ -177,9 +185,10 @@ def importance_run(variant: str, scale: str, seed: int = 0, task: str = "boolq",
     if not overrides:
         return main_run(scale, seed, task, root)
     folder = run_path(scale, seed, "importance-" + variant.replace(" + ", "-").replace(" ", "-"), root)
+    cfg = config(scale, seed, task, **overrides)
     if not overrides.get("importance") and not (folder / "finetune.done.json").exists():
-        _share_supernet(main_run(scale, seed, task, root), folder)
-    return _run(config(scale, seed, task, **overrides), folder)
+        _share_supernet(cfg, main_run(scale, seed, task, root), folder)
+    return _run(cfg, folder)
 
 
 def importance_variants(scale: str, seed: int = 0, task: str = "boolq", root=None) -> pd.DataFrame:

@@ -33,6 +33,7 @@ number the model will run with. FFN reordering is function-preserving unconditio
 from __future__ import annotations
 
 import copy
+import json
 import time
 from typing import Callable, Iterable, NamedTuple
 
@@ -385,6 +386,8 @@ def run_reordering(*, scale: str = "smoke", seed: int = 0, task: str = "rotten_t
 
     import pandas as pd
 
+    from .cache import publish_model, published
+    from .files import atomic_write
     from .modeling_elm import ElmForSequenceClassification
     from .search import TaskBatches, subset
     from .tasks import get_task
@@ -404,7 +407,8 @@ def run_reordering(*, scale: str = "smoke", seed: int = 0, task: str = "rotten_t
     dev = list(TaskBatches(subset(tokenize_task(task, "dev", tok, s["max_length"]), s["dev_limit"], seed), tok, 64,
                            shuffle=False).epoch())
     folder = Path(run_dir) / f"{task}_{scale}_seed{seed}" if run_dir else None
-    if folder is not None and (folder / "model" / "config.json").exists():
+    recipe = json.dumps({"task": task, "scale": scale, "seed": seed, "settings": s}, sort_keys=True, default=str)
+    if folder is not None and published(folder / "model", recipe) and (folder / "train_time_s.txt").exists():
         model = ElmForSequenceClassification.from_pretrained(folder / "model")
         train_time = float((folder / "train_time_s.txt").read_text())
     else:
@@ -414,9 +418,10 @@ def run_reordering(*, scale: str = "smoke", seed: int = 0, task: str = "rotten_t
         t1 = time.perf_counter()
         finetune(model, train, s["steps"], lr=s["lr"], seed=seed, progress=progress)
         train_time = time.perf_counter() - t1
-        if folder is not None:
-            model.save_pretrained(folder / "model")
-            (folder / "train_time_s.txt").write_text(f"{train_time:.1f}\n")
+        if folder is not None:  # the time first: a model folder is complete only when published
+            with atomic_write(folder / "train_time_s.txt") as f:
+                f.write(f"{train_time:.1f}\n")
+            publish_model(model, folder / "model", recipe)
     # importance on training batches (a fixed, seeded epoch other than the ones trained on), never dev
     scores, _ = estimate_importance(model, train.epoch(10_000 + seed), max_batches=s["importance_batches"])
     ordered = copy.deepcopy(model)

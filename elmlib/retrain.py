@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -20,10 +18,11 @@ import pandas as pd
 import torch
 
 from .analysis import latency_ms
+from .cache import publish_model, published
 from .config import SearchConfig
 from .corpus import mlm_batches
 from .errors import UserError
-from .files import device_description, write_json, write_result
+from .files import device_description, write_result
 from .modeling_elm import ElmForMaskedLM, ElmForSequenceClassification
 from .objective import Objective, TaskBatches, predict, to_device
 from .space import Architecture
@@ -35,35 +34,11 @@ from .training import adamw
 if TYPE_CHECKING:
     from .search import SearchRun
 
-STAMP = "elmlib-recipe.json"  # inside a published model folder: the digest of what made it
-
 
 def recipe_digest(run: "SearchRun", arch: Architecture, inherit: bool) -> str:
     """What a retrained folder depends on: the config, the architecture and the starting weights."""
     blob = json.dumps({"config": run.cfg.digest(), "arch": arch.to_json(), "inherit": inherit}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
-
-
-def publish_model(model, folder: Path, digest: str, tokenizer=None) -> None:
-    """``save_pretrained`` into a temporary folder, stamp it with ``digest``, then rename it over
-    ``folder``: a kill mid-save leaves no folder that looks complete."""
-    tmp = folder.with_name(f".{folder.name}.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp)
-    if tokenizer is not None:
-        tokenizer.save_pretrained(tmp)
-    write_json({"digest": digest}, tmp / STAMP)
-    if folder.exists():
-        shutil.rmtree(folder)
-    os.replace(tmp, folder)
-
-
-def published(folder: Path, digest: str) -> bool:
-    """Whether ``folder`` is a complete model folder made by the recipe ``digest``."""
-    try:
-        return json.loads((folder / STAMP).read_text())["digest"] == digest
-    except (OSError, ValueError, KeyError, TypeError):
-        return False
 
 
 def _initial_mlm(run: "SearchRun", arch: Architecture, inherit: bool, keep: dict):

@@ -80,7 +80,7 @@ def test_errors(tmp_path):
         EvolutionSettings(mutation_prob=1.5)
     bad = tmp_path / "state.json"
     bad.write_text(json.dumps({"seed": 0}))
-    with pytest.raises(ValueError, match="corrupt or from another search"):
+    with pytest.raises(ValueError, match="is corrupt, edited or from another search"):
         make(1e12, state_path=bad)
 
 

@@ -25,7 +25,7 @@ from elmlib.config import resolve_config
 from elmlib.errors import TrainingDiverged, UserError
 from elmlib.evolution import EvolutionarySearch, EvolutionSettings
 from elmlib.objective import predict
-from elmlib.retrain import publish_model, published
+from elmlib.cache import publish_model, published
 from elmlib.runfolder import LOCK, MARKER, claim_run_folder
 from elmlib.search import SearchRun, load_supernet
 from elmlib.space import Architecture
@@ -472,13 +472,14 @@ def test_a_baseline_folder_of_another_architecture_is_not_reused(tmp_path):
 def test_a_model_folder_is_published_whole_or_not_at_all(tmp_path):
     class Breaks:
         def save_pretrained(self, folder):
-            Path(folder).mkdir()
+            Path(folder).mkdir(exist_ok=True)
             (Path(folder) / "config.json").write_text("{}")
             raise KeyboardInterrupt("killed between config.json and the weights")
 
     with pytest.raises(KeyboardInterrupt):
         publish_model(Breaks(), tmp_path / "model", "digest")
     assert not (tmp_path / "model").exists() and not published(tmp_path / "model", "digest")
+    assert list(tmp_path.iterdir()) == []  # no temporary folder left behind
     (tmp_path / "model").mkdir()
     (tmp_path / "model" / "config.json").write_text("{}")  # an interrupted folder of an older version
     assert not published(tmp_path / "model", "digest")
