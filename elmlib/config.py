@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .growth import PCA_SCORES
 from .space import SearchSpace
 from .training import PRECISIONS
 
@@ -42,6 +43,7 @@ class SearchConfig:
     importance: bool = False              # EFTNAS: reorder FFN units by first-order importance (elmlib.importance)
     elastic_widths: int = 1               # FFN widths the search may pick per block: grown size and n-1 steps below
     pca_threshold: float = 0.99           # share of variance (W-PCA)
+    pca_score: str = "count"              # growth ranks by the PCA count, or count / current FFN width (elmlib.growth)
     pca_batches: int = 8
     kd: str = "relational"                # relational (Eqs. 4-5) or classical (Eqs. 1-3)
     kd_logit_weight: float = 1.0
@@ -101,7 +103,7 @@ class SearchConfig:
         choices = {"scale": tuple(SCALES), "candidates": ("all", "no_sharing"), "kd": ("relational", "classical"),
                    "growth_init": ("zero", "normal"), "space": SearchSpace.presets(),
                    "search_mode": ("supernet", "proxy_assisted", "proxy_only"), "classifier_pooling": ("cls", "mean"),
-                   "precision": PRECISIONS}
+                   "precision": PRECISIONS, "pca_score": PCA_SCORES}
         for key, allowed in choices.items():
             if getattr(self, key) not in allowed:
                 raise ValueError(f"setting {key}={getattr(self, key)!r} is not allowed; expected one of {allowed}")
@@ -135,7 +137,7 @@ class SearchConfig:
 
 
 # Settings introduced after the first run folders, with the default that reproduces those runs.
-_ADDED_LATER = {"precision": "fp32"}
+_ADDED_LATER = {"precision": "fp32", "pca_score": "count"}
 
 SCALES: dict[str, dict[str, Any]] = {
     "paper": {},

@@ -22,6 +22,18 @@ import torch
 from torch import nn
 
 GROWTH_INITS = ("zero", "normal")
+# How a block's PCA count becomes its growth score (the paper leaves the form open, Sec. III-B):
+# "count" = components explaining the threshold share of variance (W-PCA); "normalized" = that count
+# divided by the block's current FFN width, so a saturated narrow block outranks a wide one that
+# uses a smaller share of its units (a count is bounded by the width, so a grown block scores higher).
+PCA_SCORES = ("count", "normalized")
+
+
+def growth_score(count: int, ffn_dim: int, form: str = "count") -> float:
+    """A block's growth score from its PCA ``count`` at FFN width ``ffn_dim`` (see ``PCA_SCORES``)."""
+    if form not in PCA_SCORES:
+        raise ValueError(f"pca_score={form!r} is not allowed; expected one of {PCA_SCORES}")
+    return count if form == "count" else count / ffn_dim
 
 
 def blocks_per_epoch(k: int, sharing_blocks: bool) -> int:
