@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import UserError
+from .growth import PCA_SCORES
 from .space import SearchSpace
 from .training import PRECISIONS
 
@@ -45,6 +46,7 @@ class SearchConfig:
     importance: bool = False              # EFTNAS: reorder FFN units by first-order importance (elmlib.importance)
     elastic_widths: int = 1               # FFN widths the search may pick per block: grown size and n-1 steps below
     pca_threshold: float = 0.99           # share of variance (W-PCA)
+    pca_score: str = "count"              # growth ranks by the PCA count, or count / current FFN width (elmlib.growth)
     pca_batches: int = 8
     kd: str = "relational"                # relational (Eqs. 4-5) or classical (Eqs. 1-3)
     kd_logit_weight: float = 1.0
@@ -131,7 +133,8 @@ class SearchConfig:
 _CHOICES = {"scale": lambda: tuple(SCALES), "candidates": lambda: ("all", "no_sharing"),
             "kd": lambda: ("relational", "classical"), "growth_init": lambda: ("zero", "normal"),
             "space": SearchSpace.presets, "search_mode": lambda: ("supernet", "proxy_assisted", "proxy_only"),
-            "classifier_pooling": lambda: ("cls", "mean"), "precision": lambda: PRECISIONS}
+            "classifier_pooling": lambda: ("cls", "mean"), "precision": lambda: PRECISIONS,
+            "pca_score": lambda: PCA_SCORES}
 _ANY, _POSITIVE, _NONNEG = (lambda v: True), (lambda v: v > 0), (lambda v: v >= 0)
 _RANGES = (  # (keys, lower test, upper test, what is allowed)
     (("max_length", "pretrain_epochs", "pretrain_batch_size", "finetune_epochs", "finetune_batch_size",
@@ -150,7 +153,7 @@ _RANGES = (  # (keys, lower test, upper test, what is allowed)
 )
 
 # Settings introduced after the first run folders, with the default that reproduces those runs.
-_ADDED_LATER = {"precision": "fp32"}
+_ADDED_LATER = {"precision": "fp32", "pca_score": "count"}
 
 SCALES: dict[str, dict[str, Any]] = {
     "paper": {},

@@ -10,6 +10,11 @@ hooks and references stay valid), their ``.data`` is enlarged, and optimizer sta
 New units: incoming weights ~ N(0, std), incoming bias 0; outgoing weights 0 with
 ``init="zero"`` (default: the block's output is unchanged at the moment of growth, Net2Net-style
 function preservation) or ~ N(0, std) with ``init="normal"`` (output changes).
+
+Which blocks grow is a pure choice over score rows (`select_growth`), so it can be tested apart
+from training:
+
+    select_growth(scores, sizes, costs, k=21, step=132, ffn_max=1056, params=net.num_params(), cap=cap)
 """
 from __future__ import annotations
 
@@ -17,6 +22,40 @@ import torch
 from torch import nn
 
 GROWTH_INITS = ("zero", "normal")
+# How a block's PCA count becomes its growth score (the paper leaves the form open, Sec. III-B):
+# "count" = components explaining the threshold share of variance (W-PCA); "normalized" = that count
+# divided by the block's current FFN width, so a saturated narrow block outranks a wide one that
+# uses a smaller share of its units (a count is bounded by the width, so a grown block scores higher).
+PCA_SCORES = ("count", "normalized")
+
+
+def growth_score(count: int, ffn_dim: int, form: str = "count") -> float:
+    """A block's growth score from its PCA ``count`` at FFN width ``ffn_dim`` (see ``PCA_SCORES``)."""
+    if form not in PCA_SCORES:
+        raise ValueError(f"pca_score={form!r} is not allowed; expected one of {PCA_SCORES}")
+    return count if form == "count" else count / ffn_dim
+
+
+def blocks_per_epoch(k: int, sharing_blocks: bool) -> int:
+    """Blocks grown per epoch: K with all six candidates per layer; K // 3 (at least 1) in the ablation
+    without sharing blocks, which keeps 2 of the 6 (paper Table VIII: "growth K/3")."""
+    return k if sharing_blocks else max(1, k // 3)
+
+
+def select_growth(scores, sizes, costs, *, k: int, step: int, ffn_max: int, params: int, cap: float) -> list[int]:
+    """Indices of the blocks to grow by one ``step`` this epoch (paper Sec. III-B, Fig. 1): the ``k``
+    highest ``scores`` (ties: earlier index first), skipping a block that would pass ``ffn_max`` or
+    whose ``costs[i]`` added parameters would take the supernet (``params`` now) over ``cap``; a
+    skipped block leaves its place to the next eligible one."""
+    chosen: list[int] = []
+    for i in sorted(range(len(scores)), key=lambda i: (-scores[i], i)):
+        if len(chosen) == k:
+            break
+        if sizes[i] + step > ffn_max or params + costs[i] > cap:
+            continue
+        chosen.append(i)
+        params += costs[i]
+    return chosen
 
 
 def _resize_(param: nn.Parameter, new_data: torch.Tensor, dim: int, optimizer: torch.optim.Optimizer | None) -> None:

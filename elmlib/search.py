@@ -39,7 +39,7 @@ from .distributed import Distributed
 from .errors import UserError
 from .evolution import EvolutionarySearch, EvolutionSettings
 from .files import project_root, write_csv, write_json
-from .growth import grow_ffn
+from .growth import blocks_per_epoch, grow_ffn, growth_score, select_growth
 from .importance import ImportanceAccumulator, reorder_
 from .losses import DistillationLoss
 from .modeling_elm import ElmClassificationHead, sdpa_mask
@@ -256,7 +256,7 @@ class SearchRun:
         pca_batches = [b for _, b in zip(range(c.pca_batches), heldout)]
         loop = self.loop("pretrain", {"net": net, "kd": kd}, adamw([net, kd], c.pretrain_lr, c.weight_decay),
                          c.pretrain_epochs, c.pretrain_steps or len(train))
-        k = max(1, c.growth_k // 3) if c.candidates == "no_sharing" else c.growth_k
+        k = blocks_per_epoch(c.growth_k, sharing_blocks=c.candidates != "no_sharing")
         limit = c.growth_limit or self.growth_cap(net)
         loop.extra["ffn"] = net.ffn_sizes()
         importance = self.importance_tracker(net, loop)
@@ -327,31 +327,34 @@ class SearchRun:
                 out = net(batch["input_ids"], attention_mask=batch["attention_mask"], arch=arch, output_ffn_hidden=True)
                 for acc, act in zip(accs, out.ffn_hidden_states):
                     acc.update(act, batch["attention_mask"])
+            counts = [acc.score(self.cfg.pca_threshold) for acc in accs]
             rows += [dict(epoch=epoch, layer=i, block=CANDIDATES.index((b, s)), block_type=b, sharing=s,
-                          ffn_dim=layer.ffn_dim, score=acc.score(self.cfg.pca_threshold))
-                     for i, (layer, acc) in enumerate(zip(arch.layers, accs))]
+                          ffn_dim=layer.ffn_dim, score=n, normalized=growth_score(n, layer.ffn_dim, "normalized"))
+                     for i, (layer, n) in enumerate(zip(arch.layers, counts))]
         net.train()
         return rows
 
     def grow(self, net: Supernet, scores: list[dict], k: int, limit: float, epoch: int, optimizer) -> list[dict]:
-        """Grow the top-k blocks by PCA score by one step, skipping those at the maximum or over the cap."""
-        s, grown = self.space, []
+        """Grow by one step the top-k blocks by the ``pca_score`` form of their score, skipping those at
+        the maximum or over the cap (`elmlib.growth.select_growth`; ties: lower layer, then block)."""
+        s, form, grown = self.space, self.cfg.pca_score, []
         generator = torch.Generator().manual_seed(self.cfg.seed * 1_000_003 + epoch)
-        for row in sorted(scores, key=lambda r: (-r["score"], r["layer"], r["block"])):
-            if len(grown) == k:
-                break
+        rows = sorted(scores, key=lambda r: (r["layer"], r["block"]))
+
+        def cost(r):  # parameters one step adds to this block
+            return (s.layer_params(LayerChoice(r["block_type"], r["sharing"], r["ffn_dim"] + s.ffn_step, s.num_heads))
+                    - s.layer_params(LayerChoice(r["block_type"], r["sharing"], r["ffn_dim"], s.num_heads)))
+        chosen = select_growth([growth_score(r["score"], r["ffn_dim"], form) for r in rows],
+                               [r["ffn_dim"] for r in rows], [cost(r) for r in rows], k=k, step=s.ffn_step,
+                               ffn_max=s.ffn_max, params=net.num_params(), cap=limit)
+        for row in (rows[i] for i in chosen):
             old = row["ffn_dim"]
-            if old + s.ffn_step > s.ffn_max:
-                continue
-            added = (s.layer_params(LayerChoice(row["block_type"], row["sharing"], old + s.ffn_step, s.num_heads))
-                     - s.layer_params(LayerChoice(row["block_type"], row["sharing"], old, s.num_heads)))
-            if net.num_params() + added > limit:
-                continue
             grow_ffn(net.block(row["layer"], row["block_type"], row["sharing"]), old + s.ffn_step,
                      init=self.cfg.growth_init, generator=generator, optimizer=optimizer)
             grown.append(dict(epoch=epoch, layer=row["layer"], block=row["block"], block_type=row["block_type"],
                               sharing=row["sharing"], old_ffn_dim=old, new_ffn_dim=old + s.ffn_step,
-                              score=row["score"], supernet_params=net.num_params()))
+                              score=row["score"], supernet_params=net.num_params(),
+                              normalized=growth_score(row["score"], old, "normalized"), ranked_by=form))
         return grown
 
     @torch.no_grad()

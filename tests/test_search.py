@@ -99,7 +99,8 @@ def uninterrupted(tmp_path_factory):
 
 def test_pipeline_writes_every_artifact(uninterrupted):
     out = _outputs(uninterrupted)
-    assert set(out["pca"].columns) == {"epoch", "layer", "block", "block_type", "sharing", "ffn_dim", "score"}
+    assert set(out["pca"].columns) == {"epoch", "layer", "block", "block_type", "sharing", "ffn_dim", "score",
+                                       "normalized"}
     assert len(out["pca"]) == 2 * 4 * 6  # epochs x layers x blocks
     assert len(out["growth"]) == 2 * 3 and (out["growth"].new_ffn_dim - out["growth"].old_ffn_dim == 16).all()
     history = out["history"]
