@@ -17,6 +17,7 @@ import concurrent.futures as cf
 import functools
 import multiprocessing
 import os
+import sys
 import time
 from dataclasses import dataclass
 from typing import Callable
@@ -168,18 +169,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    try:
-        jobs = plan(args.scale, args.seeds, args.first_seed, [o for o in args.only.split(",") if o] or None)
-    except ValueError as err:
-        print(f"elmlib runs: {err}")
-        return 2
+    jobs = plan(args.scale, args.seeds, args.first_seed, [o for o in args.only.split(",") if o] or None)
     if args.dry_run:
         for job in jobs:
             print(f"{job.name} seed {job.seed}" + (f" after {', '.join(job.after)}" if job.after else ""))
         return 0
     try:
         run_jobs(jobs, args.scale, args.task, args.jobs, args.threads, args.run_dir)
-    except RuntimeError as err:
-        print(f"elmlib runs: {err}")
+    except RuntimeError as err:  # a job failed: its own error was printed by the job
+        print(f"error: {err}", file=sys.stderr)
         return 1
     return 0

@@ -525,3 +525,18 @@ def test_a_kill_9_mid_stage_resumes_to_a_finished_run(tmp_path):
     steps = [json.loads(line)["step"] for line in (folder / "pretrain.log.jsonl").read_text().splitlines()]
     assert steps == list(range(1, 41)) and all(math.isfinite(s) for s in steps)
     assert (folder / "supernet_pretrain.pt").exists()
+
+
+@pytest.mark.parametrize("argv, culprit", [
+    (["proxy", "--data", "{tmp}/none.json", "--out", "{tmp}/s.csv"], "none.json"),
+    (["figures", "--results", "{tmp}/nope"], "nope"),
+    (["report", "--results", "{tmp}/nope"], "nope"),
+    (["data", "show", "glue-sst"], "unknown task 'glue-sst'"),
+    (["runs", "--scale", "huge"], "huge"),
+], ids=["proxy", "figures", "report", "data", "runs"])
+def test_every_command_reports_a_user_error_in_one_line(tmp_path, capsys, argv, culprit):
+    before = snapshot(tmp_path)
+    code, err = run_cli(capsys, *[a.format(tmp=tmp_path) for a in argv])
+    assert code == 2
+    assert_one_line(err, culprit)
+    assert snapshot(tmp_path) == before

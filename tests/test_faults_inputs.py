@@ -37,7 +37,7 @@ def records(n=4):
 def run_proxy(tmp_path, data, *extra):
     out = tmp_path / "out.csv"
     try:
-        return cli(["proxy", "--data", str(data), "--out", str(out), *extra])
+        return cli(["--debug", "proxy", "--data", str(data), "--out", str(out), *extra])
     finally:
         assert not out.exists()  # nothing is written for a rejected file
 
@@ -106,7 +106,7 @@ def test_proxy_top_level_must_be_a_list_and_file_must_exist(tmp_path):
 
 def test_proxy_out_folder_is_refused(tmp_path):
     with pytest.raises(ValueError) as err:
-        cli(["proxy", "--data", str(DEV_FILE), "--out", str(tmp_path)])
+        cli(["--debug", "proxy", "--data", str(DEV_FILE), "--out", str(tmp_path)])
     one_line(err, tmp_path, "--out")
     assert list(tmp_path.iterdir()) == []
 
@@ -117,7 +117,7 @@ def test_proxy_constant_glue_prints_no_nan(tmp_path, capsys):
         r["scores"]["glue"] = 70.0
     data = tmp_path / "flat.json"
     data.write_text(json.dumps(recs))
-    assert cli(["proxy", "--data", str(data), "--out", str(tmp_path / "s.csv")]) == 0
+    assert cli(["--debug", "proxy", "--data", str(data), "--out", str(tmp_path / "s.csv")]) == 0
     printed = capsys.readouterr().out
     assert "nan" not in printed.lower() and "undefined: all 3 records have the same GLUE score" in printed
 
@@ -161,7 +161,7 @@ def test_figures_name_the_bad_csv_and_render_the_others(tmp_path, case, capsys):
     before = snapshot(folder)
     figures = tmp_path / "figures"
     with pytest.raises(ValueError) as err:
-        cli(["figures", "--results", str(folder), "--figures", str(figures)])
+        cli(["--debug", "figures", "--results", str(folder), "--figures", str(figures)])
     one_line(err, folder / "efficiency.csv", says)
     assert "re-rendered 1 figures: fig3b_block_similarity" in capsys.readouterr().out
     assert sorted(p.name for p in figures.iterdir()) == ["fig3b_block_similarity.pdf", "fig3b_block_similarity.png"]
@@ -171,7 +171,7 @@ def test_figures_name_the_bad_csv_and_render_the_others(tmp_path, case, capsys):
 def test_report_prints_good_sections_and_names_the_corrupt_csv(tmp_path, capsys):
     folder = results_folder(tmp_path, "efficiency", BAD_CSVS["ragged"][0])
     with pytest.raises(ValueError) as err:
-        cli(["figures", "--report", "--results", str(folder)])
+        cli(["--debug", "figures", "--report", "--results", str(folder)])
     one_line(err, folder / "efficiency.csv", "1 results CSV(s) could not be reported")
     assert "**Block similarity**" in capsys.readouterr().out
     with pytest.raises(ValueError):  # the library function refuses too
@@ -195,7 +195,7 @@ def test_matching_provenance_rows_and_old_provenance_are_accepted(tmp_path):
 
 def test_figures_results_folder_must_exist(tmp_path):
     with pytest.raises(FileNotFoundError) as err:
-        cli(["figures", "--results", str(tmp_path / "nope")])
+        cli(["--debug", "figures", "--results", str(tmp_path / "nope")])
     one_line(err, tmp_path / "nope", "--results")
 
 
@@ -359,7 +359,7 @@ def test_gpt2_tokenizer_folder_interrupted_is_rebuilt(tmp_path, monkeypatch):
 
 def test_data_unknown_task_is_one_line_without_quotes():
     with pytest.raises(ValueError) as err:
-        cli(["data", "show", "glue-sst"])
+        cli(["--debug", "data", "show", "glue-sst"])
     message = one_line(err, "glue-sst", "known tasks: boolq")
     assert not message.startswith("'")
 
@@ -367,10 +367,10 @@ def test_data_unknown_task_is_one_line_without_quotes():
 def test_data_prepare_checks_arguments_before_any_work(tmp_path, monkeypatch):
     monkeypatch.setenv("ELMLIB_CACHE", str(tmp_path))
     with pytest.raises(ValueError) as err:
-        cli(["data", "prepare", "--tasks", "trec", "--no-corpus", "--max-length", "0"])
+        cli(["--debug", "data", "prepare", "--tasks", "trec", "--no-corpus", "--max-length", "0"])
     one_line(err, "--max-length 0")
     with pytest.raises(ValueError) as err:
-        cli(["data", "prepare", "--tasks", "trec", "nosuch", "--no-corpus"])
+        cli(["--debug", "data", "prepare", "--tasks", "trec", "nosuch", "--no-corpus"])
     one_line(err, "'nosuch'")
     assert list(tmp_path.iterdir()) == []  # nothing tokenized
 
@@ -380,12 +380,12 @@ def test_data_corrupt_split_file_is_named(tmp_path, monkeypatch):
     bad.write_bytes(b"not gzip at all")
     monkeypatch.setattr(tasks, "_split_file", lambda name: bad)
     with pytest.raises(ValueError) as err:
-        cli(["data", "show", "trec"])
+        cli(["--debug", "data", "show", "trec"])
     one_line(err, bad, "reinstall")
     assert bad.read_bytes() == b"not gzip at all"
 
 
 def test_data_hub_task_offline_is_a_value_error():
     with pytest.raises(ValueError) as err:
-        cli(["data", "show", "sst2"])
+        cli(["--debug", "data", "show", "sst2"])
     one_line(err, "rotten_tomatoes")

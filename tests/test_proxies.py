@@ -155,7 +155,7 @@ def test_cli_rejects_bad_file(tmp_path):
     bad[1]["hparams"]["model_hparam_overrides"]["hidden_size"] = 64
     data = write_subset(tmp_path / "bad.json", bad)
     with pytest.raises(ValueError, match=r"record id=\d+: FlexiBERT: hidden_size = 64"):
-        cli(["proxy", "--data", str(data), "--out", str(tmp_path / "x.csv")])
+        cli(["--debug", "proxy", "--data", str(data), "--out", str(tmp_path / "x.csv")])
     assert not (tmp_path / "x.csv").exists()
 
 
