@@ -33,6 +33,7 @@ ONLINE = {  # hub ids for users with the network (not reachable from this projec
     "bookcorpus": ("bookcorpus/bookcorpus", None),
     "slimpajama": ("DKYoon/SlimPajama-6B", None),  # ~6B-token sample: the paper's "1% of SlimPajama"
 }
+ONLINE_DOCUMENTS = 200_000  # train documents taken from each hub corpus by default (setting corpus_documents)
 CORPUS_READER_VERSION = 2  # bump when cleaning changes: invalidates packed caches
 
 
@@ -139,30 +140,47 @@ def is_heldout(doc: str) -> bool:
     return int.from_bytes(hashlib.sha256(b"corpus:" + doc.encode()).digest()[:8], "big") < HELDOUT_FRACTION * 2**64
 
 
+def corpus_sources(source: str) -> tuple[str, ...]:
+    """``"wikipedia+bookcorpus"`` -> ("wikipedia", "bookcorpus"); each part offline or an ONLINE name."""
+    parts = tuple(source.split("+"))
+    bad = [p for p in parts if p != "offline" and p not in ONLINE]
+    if bad or len(set(parts)) != len(parts):
+        raise ValueError(f"corpus={source!r} is not allowed; expected 'offline' or ONLINE names joined by '+' "
+                         f"({', '.join(ONLINE)}), each once")
+    return parts
+
+
+def _streamed(source: str, split: str, limit: int) -> list[str]:
+    """The first ``limit`` documents of ``split`` from a hub corpus, streamed (never downloaded whole)."""
+    path, name = ONLINE[source]
+    stream = hub_load(path, name, split="train", streaming=True, alternative="source='offline'")
+    docs: list[str] = []
+    for row in stream:
+        doc = clean_text(row["text"])
+        if len(doc) >= MIN_CHARS and is_heldout(doc) == (split == "heldout"):
+            docs.append(doc)
+            if len(docs) >= limit:
+                break
+    return docs
+
+
 def corpus_documents(split: str = "train", source: str = "offline", include_enwiki: bool = False,
                      max_documents: int | None = None) -> list[str]:
-    """Documents of one split ('train' or 'heldout'); source 'offline' or an ONLINE name (streamed)."""
+    """Documents of one split ('train' or 'heldout') of ``source``: 'offline', an ONLINE name, or several
+    joined by '+' (the paper's 'wikipedia+bookcorpus'), concatenated. A hub source is streamed and
+    cut at ``max_documents`` train documents (default ``ONLINE_DOCUMENTS``; the held-out split takes
+    ``HELDOUT_FRACTION`` of that), since the full corpora do not fit in memory as a list."""
     if split not in ("train", "heldout"):
         raise ValueError(f"split={split!r}; allowed: 'train', 'heldout'")
-    if source == "offline":
-        docs = offline_documents(include_enwiki)
-    elif source in ONLINE:
-        if max_documents is None:
-            raise ValueError(f"source={source!r} is large: pass max_documents (it is streamed)")
-        path, name = ONLINE[source]
-        stream = hub_load(path, name, split="train", streaming=True, alternative="source='offline'")
-        docs = []
-        for row in stream:  # take enough to fill max_documents of the requested split
-            doc = clean_text(row["text"])
-            if len(doc) >= MIN_CHARS and is_heldout(doc) == (split == "heldout"):
-                docs.append(doc)
-                if len(docs) >= max_documents:
-                    break
-        return docs
-    else:
-        raise ValueError(f"source={source!r}; allowed: 'offline', {', '.join(map(repr, ONLINE))}")
-    docs = [d for d in docs if is_heldout(d) == (split == "heldout")]
-    return docs[:max_documents] if max_documents else docs
+    docs: list[str] = []
+    for part in corpus_sources(source):
+        if part == "offline":
+            found = [d for d in offline_documents(include_enwiki) if is_heldout(d) == (split == "heldout")]
+            docs += found[:max_documents] if max_documents else found
+        else:
+            limit = max_documents or ONLINE_DOCUMENTS
+            docs += _streamed(part, split, limit if split == "train" else max(1, round(limit * HELDOUT_FRACTION)))
+    return docs
 
 
 # --------------------------------------------------------------------------- packing

@@ -66,7 +66,8 @@ def _hub_usable(repo: str, kind: str) -> bool:
 
 
 def check_task(cfg: SearchConfig) -> None:
-    from .tasks import get_task, package_dir  # noqa: F401 (package_dir: raised through get_task's files)
+    """A known, scoreable task whose packaged files are installed (hub tasks: see ``hub_needs``)."""
+    from .tasks import get_task, source_files
 
     try:
         spec = get_task(cfg.task)
@@ -75,51 +76,62 @@ def check_task(cfg: SearchConfig) -> None:
     if spec.num_labels < 1:
         raise UserError(f"task={cfg.task!r} is extractive QA; the search scores classification/regression "
                         "tasks (use elmlib.squad for QA fine-tuning)")
-    if spec.source == "hub" and not _hub_usable(spec.hub_id[0], "dataset"):
-        raise UserError(f"task={cfg.task!r} comes from the hub ({spec.hub_id[0]}), which is out of reach and "
-                        f"not in the local cache; use an offline task such as {spec.offline_alternative or 'boolq'!r}")
     if spec.source == "offline":
-        from .tasks import source_files
-
         try:
             source_files(cfg.task)
         except FileNotFoundError as err:
             raise UserError(str(err)) from None
 
 
-def check_corpus(cfg: SearchConfig) -> None:
-    from .corpus import ONLINE
+def _teacher_is_hub_id(teacher: str) -> bool:
+    return teacher != "teacher" and not Path(teacher).expanduser().is_dir() and not teacher.startswith((".", "/", "~"))
 
-    if cfg.corpus == "offline":
-        return
-    if cfg.corpus not in ONLINE:
-        raise UserError(f"setting corpus={cfg.corpus!r} is not allowed; expected offline or one of "
-                        f"{', '.join(ONLINE)}")
-    if not _hub_usable(ONLINE[cfg.corpus][0], "dataset"):
-        raise UserError(f"setting corpus={cfg.corpus!r} needs the hub ({ONLINE[cfg.corpus][0]}), which is out of "
-                        "reach and not in the local cache; use corpus=offline")
+
+def hub_needs(cfg: SearchConfig) -> list[str]:
+    """The settings that need the hub and find it neither reachable nor in the local cache."""
+    from .corpus import ONLINE, corpus_sources
+    from .tasks import get_task
+
+    spec = get_task(cfg.task)
+    needs = [f"task={cfg.task!r} ({spec.hub_id[0]})"] if spec.source == "hub" and not _hub_usable(
+        spec.hub_id[0], "dataset") else []
+    try:
+        parts = corpus_sources(cfg.corpus)
+    except ValueError as err:
+        raise UserError(f"setting {err}") from None
+    needs += [f"corpus={part!r} ({ONLINE[part][0]})" for part in parts
+              if part != "offline" and not _hub_usable(ONLINE[part][0], "dataset")]
+    if _teacher_is_hub_id(cfg.teacher) and not _hub_usable(cfg.teacher, "model"):
+        needs.append(f"teacher={cfg.teacher!r}")
+    return needs
+
+
+def check_hub(cfg: SearchConfig) -> None:
+    """One line naming every hub item that cannot be had, and the offline substitutes."""
+    needs = hub_needs(cfg)
+    if needs:
+        raise UserError(f"setting {', '.join(needs)} needs the hub, which is out of reach (and not in the local "
+                        "cache); offline, run the same widths with --set teacher=teacher --set corpus=offline and an "
+                        "offline task (boolq, rotten_tomatoes, trec, sms_spam, crowdflower)")
 
 
 def teacher_positions(cfg: SearchConfig) -> int | None:
-    """The teacher's position table size, read from its config.json; None for an uncached hub id
-    (checked when it downloads). A missing packaged teacher or an unreachable one is an error."""
+    """The teacher's position table size, read from its config.json; None for a hub id (checked when it
+    downloads). A missing packaged teacher or a folder without config.json is an error."""
     from .tokenization import teacher_dir
 
+    if _teacher_is_hub_id(cfg.teacher):
+        return None
     if cfg.teacher == "teacher":
         try:
             folder = teacher_dir()
         except FileNotFoundError as err:
             raise UserError(f"setting teacher='teacher': {err}") from None
-    elif Path(cfg.teacher).expanduser().is_dir() or cfg.teacher.startswith((".", "/", "~")):
+    else:
         folder = Path(cfg.teacher).expanduser()
         if not (folder / "config.json").is_file():
-            raise UserError(f"setting teacher={cfg.teacher!r} is not allowed: the folder has no config.json "
-                            "(expected a transformers model folder, a hub id or 'teacher')")
-    else:
-        if not _hub_usable(cfg.teacher, "model"):
-            raise UserError(f"setting teacher={cfg.teacher!r} is not a local folder and the hub is out of reach "
-                            "(and it is not in the local cache); use teacher=teacher (the packaged model)")
-        return None
+            raise UserError(f"setting teacher={cfg.teacher!r} is not allowed: no model folder with a config.json "
+                            "there (expected a transformers model folder, a hub id or 'teacher')")
     try:
         return int(json.loads((folder / "config.json").read_text()).get("max_position_embeddings", 0)) or None
     except (OSError, ValueError):
@@ -142,6 +154,6 @@ def preflight(cfg: SearchConfig, stages=STAGES) -> tuple[str, ...]:
     stages = check_stages(stages)
     check_device(cfg)
     check_task(cfg)
-    check_corpus(cfg)
+    check_hub(cfg)
     check_lengths(cfg)
     return stages

@@ -60,7 +60,8 @@ def _pretrain(run: "SearchRun", arch: Architecture, folder: Path, mlm, digest: s
     teacher = load_teacher(c.teacher).to(run.device)
     kd = run.kd_loss(len(arch), teacher, with_logits=False).to(run.device)
     objective = Objective(mlm.elm, mlm.predictions, kd, "mlm", c.mlm_weight)
-    corpus = mlm_batches(run.tokenizer(), c.max_length, c.pretrain_batch_size, "train", c.seed, source=c.corpus)
+    corpus = mlm_batches(run.tokenizer(), c.max_length, c.pretrain_batch_size, "train", c.seed, source=c.corpus,
+                         max_documents=c.corpus_documents or None)
     loop = run.loop("retrain_pretrain", {"model": mlm, "kd": kd}, adamw([mlm, kd], c.pretrain_lr, c.weight_decay),
                     c.retrain_pretrain_epochs, c.retrain_pretrain_steps or len(corpus), folder, digest=digest)
 

@@ -251,8 +251,10 @@ class SearchRun:
         objective = Objective(net, net.predictions, kd, "mlm", c.mlm_weight, self.dist.denominator)
         wrapped = [self.dist.wrap(objective)]
         train, heldout = self.dist.main_first(lambda: (
-            mlm_batches(self.tokenizer(), c.max_length, c.pretrain_batch_size, "train", c.seed, source=c.corpus),
-            mlm_batches(self.tokenizer(), c.max_length, c.eval_batch_size, "heldout", c.seed, source=c.corpus)))
+            mlm_batches(self.tokenizer(), c.max_length, c.pretrain_batch_size, "train", c.seed, source=c.corpus,
+                        max_documents=c.corpus_documents or None),
+            mlm_batches(self.tokenizer(), c.max_length, c.eval_batch_size, "heldout", c.seed, source=c.corpus,
+                        max_documents=c.corpus_documents or None)))
         pca_batches = [b for _, b in zip(range(c.pca_batches), heldout)]
         loop = self.loop("pretrain", {"net": net, "kd": kd}, adamw([net, kd], c.pretrain_lr, c.weight_decay),
                          c.pretrain_epochs, c.pretrain_steps or len(train))

@@ -120,3 +120,25 @@ def test_pair_task_token_types(tmp_path, monkeypatch, tok):
     monkeypatch.setenv("ELMLIB_CACHE", str(tmp_path))
     row = tokenization.tokenize_task("boolq", "dev", tok, max_length=64)[0]
     assert len(row["input_ids"]) == 64 and row["input_ids"].count(102) == 2 and 1 in row["token_type_ids"]
+
+
+def test_hub_corpora_join_with_plus_and_stream_only_what_is_asked(monkeypatch):
+    """The paper's Wikipedia + BookCorpus: each source streamed and cut at max_documents (train) or
+    HELDOUT_FRACTION of it (held-out); the stream here is the offline corpus's own documents."""
+    docs = corpus.offline_documents()
+    opened = []
+
+    def stream(path, name=None, **kwargs):
+        opened.append(path)
+        return iter([{"text": d} for d in docs])
+
+    monkeypatch.setattr(corpus, "hub_load", stream)
+    assert corpus.corpus_sources("wikipedia+bookcorpus") == ("wikipedia", "bookcorpus")
+    train = corpus.corpus_documents("train", "wikipedia+bookcorpus", max_documents=40)
+    assert opened == ["wikimedia/wikipedia", "bookcorpus/bookcorpus"] and len(train) == 80
+    assert not any(corpus.is_heldout(d) for d in train)
+    heldout = corpus.corpus_documents("heldout", "wikipedia", max_documents=200)
+    assert len(heldout) == round(200 * corpus.HELDOUT_FRACTION) and all(corpus.is_heldout(d) for d in heldout)
+    for bad in ("wikipedia+wikipedia", "offline+nope", ""):
+        with pytest.raises(ValueError, match="is not allowed"):
+            corpus.corpus_sources(bad)

@@ -69,8 +69,10 @@ BAD_SETS = [
     ("importance=0.5", "importance='0.5'"), ("train_limit=-1", "train_limit=-1"),
     ("weight_decay=-0.1", "weight_decay=-0.1"), ("device=tpu", "device='tpu'"),
     ("precision=fp16", "precision='fp16'"), ("max_length=4096", "max_length=4096"),
-    ("corpus=wikipedia", "corpus='wikipedia'"), ("corpus=nonsense", "corpus='nonsense'"),
-    ("teacher=bert-base-uncased", "teacher='bert-base-uncased'"), ("teacher=./no-such-folder", "no-such-folder"),
+    ("corpus=wikipedia", "corpus='wikipedia' (wikimedia/wikipedia) needs the hub"),
+    ("corpus=nonsense", "corpus='nonsense' is not allowed"),
+    ("teacher=bert-base-uncased", "teacher='bert-base-uncased' needs the hub"),
+    ("teacher=./no-such-folder", "no-such-folder"),
     ("pretrain_lr=nan", "pretrain_lr='nan'"), ("mutation_prob=1.5", "mutation_prob=1.5"), ("seed=-1", "seed=-1"),
     ("popsize=3", "unknown setting(s) ['popsize']"), ("novalue", "--set 'novalue'"),
     ("proxy_fraction=0", "proxy_fraction=0.0"), ("budget=lots", "budget='lots'"),
@@ -93,7 +95,7 @@ def test_a_gpu_that_is_not_there_is_refused(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("argv, culprit", [
-    (["--task", "nope"], "unknown task 'nope'"), (["--task", "sst2"], "task='sst2' comes from the hub"),
+    (["--task", "nope"], "unknown task 'nope'"), (["--task", "sst2"], "task='sst2' (nyu-mll/glue) needs the hub"),
     (["--task", "squad"], "extractive QA"), (["--stages", "pretrain,bogus"], "--stages pretrain,bogus"),
     (["--budget", "50M"], "budget=5e+07 is not allowed for the 'smoke' space"),
 ], ids=["unknown-task", "hub-task-offline", "qa-task", "bad-stage", "budget-out-of-space"])
@@ -540,3 +542,10 @@ def test_every_command_reports_a_user_error_in_one_line(tmp_path, capsys, argv, 
     assert code == 2
     assert_one_line(err, culprit)
     assert snapshot(tmp_path) == before
+
+
+def test_the_paper_preset_offline_names_every_missing_hub_item_in_one_line(tmp_path, capsys):
+    code, err = run_cli(capsys, "search", "--scale", "paper", "--run-dir", str(tmp_path / "run"))
+    assert code == 2 and not (tmp_path / "run").exists()
+    assert_one_line(err, "corpus='wikipedia' (wikimedia/wikipedia)", "corpus='bookcorpus' (bookcorpus/bookcorpus)",
+                    "teacher='bert-base-uncased'", "--set teacher=teacher --set corpus=offline")
