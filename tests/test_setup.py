@@ -16,7 +16,7 @@ def _split(requirement: str) -> tuple[str, str]:
 
 def test_environment_yml_matches_pyproject():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    pip = dict(_split(r) for r in project["dependencies"] + project["optional-dependencies"]["dev"])
+    pip = dict(_split(r) for r in project["dependencies"] + sum(project["optional-dependencies"].values(), []))
     env = yaml.safe_load((ROOT / "environment.yml").read_text())
     conda = {}
     for dep in env["dependencies"]:
