@@ -229,8 +229,8 @@ def baseline_archs(cfg: SearchConfig) -> dict[str, Architecture]:
 
 
 def baselines(scale: str, seed: int = 0, task: str = "boolq", root=None) -> pd.DataFrame:
-    """Tables I/II at our scale: the found model (inheriting supernet weights, as ELM retrains it, and
-    from scratch, like the baselines) beside the uniform baselines of the same budget, all with the
+    """Tables I/II at our scale: the found model (inheriting supernet weights, which the paper does not
+    describe, and from scratch, as the paper retrains and like the baselines) beside the uniform baselines of the same budget, all with the
     same retraining recipe. One row per (model, metric)."""
     run = main_run(scale, seed, task, root)
     cfg = config(scale, seed, task)
