@@ -94,7 +94,7 @@ def main() -> None:
         missing = [n for n in ("config.json", "growth.csv") if not (run_dir / n).exists()]
         if missing:
             parser.error(f"--run-dir={str(run_dir)!r} has no {', '.join(missing)}; expected a finished run folder")
-        cfg = SearchConfig(**json.loads((run_dir / "config.json").read_text()))
+        cfg = SearchConfig.from_dict(json.loads((run_dir / "config.json").read_text()))
     else:
         cfg = resolve_config(args.scale, task=args.task)
         run_dir = project_root() / "runs" / f"bench-{args.scale}"

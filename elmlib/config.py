@@ -47,7 +47,7 @@ class SearchConfig:
     importance: bool = False              # EFTNAS: reorder FFN units by first-order importance (elmlib.importance)
     elastic_widths: int = 1               # FFN widths the search may pick per block: grown size and n-1 steps below
     pca_threshold: float = 0.99           # share of variance (W-PCA)
-    pca_score: str = "count"              # growth ranks by the PCA count, or count / current FFN width (elmlib.growth)
+    pca_score: str = "normalized"         # growth ranks by PCA count / current FFN width, or the raw count (elmlib.growth)
     pca_batches: int = 8
     kd: str = "relational"                # relational (Eqs. 4-5) or classical (Eqs. 1-3)
     kd_logit_weight: float = 1.0
@@ -113,6 +113,12 @@ class SearchConfig:
                 if not isinstance(value, (int, float)) or isinstance(value, bool) or not low(value) or not high(value):
                     raise UserError(f"setting {key}={value!r} is not allowed; expected {what}")
 
+    @classmethod
+    def from_dict(cls, saved: dict) -> "SearchConfig":
+        """A run folder's config.json: a setting added after the folder was made takes the value that
+        reproduces the folder (``_ADDED_LATER``), not today's default."""
+        return cls(**{**_ADDED_LATER, **saved})
+
     def to_dict(self) -> dict:
         """Every setting, except those added after run folders existed while they hold their default:
         a run folder made before a setting existed keeps matching its config (and digest)."""
@@ -153,7 +159,8 @@ _RANGES = (  # (keys, lower test, upper test, what is allowed)
     (("proxy_fraction",), _POSITIVE, lambda v: v <= 1, "a value in (0, 1]"),
 )
 
-# Settings introduced after the first run folders, with the default that reproduces those runs.
+# Settings introduced after the first run folders, with the value that reproduces those runs (dropped from
+# to_dict() when they hold it, so those folders keep their digest; `SearchConfig.from_dict` restores it).
 _ADDED_LATER = {"precision": "fp32", "pca_score": "count", "corpus_documents": 0}
 
 SCALES: dict[str, dict[str, Any]] = {
@@ -164,7 +171,7 @@ SCALES: dict[str, dict[str, Any]] = {
     # subsets. As at micro, mean pooling (a few hundred steps leave [CLS] at chance) and learning rates raised
     # to match the short schedules: at the paper's 1e-4 (pretraining) and 5e-5 (retraining) the MLM loss was
     # still 8.9 after 150 of 600 steps, and a found model retrained from scratch would barely move.
-    "small": dict(space="small", classifier_pooling="mean", pretrain_epochs=4, pretrain_steps=150,
+    "small": dict(space="small", classifier_pooling="mean", pretrain_epochs=10, pretrain_steps=60,
                   pretrain_lr=5e-4, retrain_lr=5e-4, pretrain_batch_size=32, max_length=128, finetune_epochs=2,
                   finetune_steps=100, finetune_batch_size=32, train_limit=4000,
                   teacher_epochs=1, teacher_max_steps=300, population=20, generations=8, parents=5,
@@ -175,7 +182,7 @@ SCALES: dict[str, dict[str, Any]] = {
     # students learn (smoke's 1M budget leaves a 16-wide bottleneck that cannot); short schedules with
     # learning rates raised to match, sequences of 64 (sentence tasks such as rotten_tomatoes), and mean
     # pooling in the task head: after so few steps [CLS] still carries almost nothing of the input.
-    "micro": dict(space="micro", budget=5e6, max_length=64, classifier_pooling="mean", pretrain_epochs=2, pretrain_steps=60,
+    "micro": dict(space="micro", budget=5e6, max_length=64, classifier_pooling="mean", pretrain_epochs=10, pretrain_steps=12,
                   pretrain_batch_size=32, pretrain_lr=5e-4, finetune_epochs=2, finetune_steps=80,
                   finetune_batch_size=32, train_limit=0, teacher_epochs=1, teacher_max_steps=200, population=12,
                   generations=4, parents=4, search_limit=256, pca_batches=2, cka_batches=4,

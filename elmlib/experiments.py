@@ -252,6 +252,19 @@ def stage_seconds(run_dir: str | os.PathLike) -> dict[str, float]:
     return out
 
 
+def supernet_mean_ffn(run_dir: str | os.PathLike) -> float:
+    """The supernet's mean FFN dimension over all its blocks after pretraining: each block's starting
+    size (``pca_scores.csv``, first epoch) plus the steps it grew (``growth.csv``)."""
+    scores = pd.read_csv(Path(run_dir) / "pca_scores.csv")
+    start = scores[scores.epoch == scores.epoch.min()].set_index(["layer", "block"]).ffn_dim
+    try:
+        growth = pd.read_csv(Path(run_dir) / "growth.csv")
+    except pd.errors.EmptyDataError:  # no growth (dynamic_ffn=false)
+        return float(start.mean())
+    added = (growth.new_ffn_dim - growth.old_ffn_dim).groupby([growth.layer, growth.block]).sum()
+    return float(start.add(added, fill_value=0).mean())
+
+
 def found_arch(run_dir: str | os.PathLike) -> pd.DataFrame:
     """Fig. 5: the final architecture of a run, one row per layer."""
     data = json.loads((Path(run_dir) / "arch.json").read_text())
@@ -286,7 +299,7 @@ def feature_collapse(run_dir: str | os.PathLike, limit: int = 256) -> pd.DataFra
     if not any((run_dir / name).exists() for name in ("supernet_pretrain.pt", "supernet_finetune.pt")):
         raise FileNotFoundError(f"run_dir={str(run_dir)!r} has neither supernet_pretrain.pt nor "
                                 f"supernet_finetune.pt nor {cached.name}; expected a run folder with its supernets")
-    cfg = SearchConfig(**json.loads((run_dir / "config.json").read_text()))
+    cfg = SearchConfig.from_dict(json.loads((run_dir / "config.json").read_text()))
     space = cfg.search_space()
     arch = Architecture.from_dict({"layers": json.loads(searched.read_text())["layers"]})
     tokenizer = load_tokenizer(cfg.teacher)

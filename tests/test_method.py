@@ -107,16 +107,17 @@ def test_growth_k_over_3_without_sharing_blocks():
 
 
 def test_pca_score_setting_keeps_earlier_run_folders():
-    """At its default ``pca_score`` is not in the config or its digest: every committed run record's
-    config.json still resolves to itself; ``normalized`` is another config."""
+    """``pca_score=count`` (the value of every run made before the setting) is not in the config or its
+    digest: every committed run record's config.json still resolves to itself; ``normalized``, the
+    default now, is another config."""
     records = sorted((ROOT / "results").glob("*/run_records/**/config.json"))
     assert records
     for path in records:
         saved = json.loads(path.read_text())
-        assert SearchConfig(**saved).to_dict() == saved, path
-    normalized = resolve_config("smoke", overrides={"pca_score": "normalized"})
-    assert "pca_score" not in resolve_config("smoke").to_dict() and normalized.to_dict()["pca_score"] == "normalized"
-    assert normalized.digest() != resolve_config("smoke").digest()
+        assert SearchConfig.from_dict(saved).to_dict() == saved, path
+    normalized, count = resolve_config("smoke"), resolve_config("smoke", overrides={"pca_score": "count"})
+    assert "pca_score" not in count.to_dict() and normalized.to_dict()["pca_score"] == "normalized"
+    assert normalized.digest() != count.digest()
     with pytest.raises(ValueError, match=r"setting pca_score='ratio' is not allowed"):
         resolve_config("smoke", overrides={"pca_score": "ratio"})
 
