@@ -9,6 +9,7 @@ import pytest
 from scipy import stats
 
 from elmlib import ledger as L
+from elmlib.__main__ import main as cli
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -86,3 +87,8 @@ def test_mde_known_values():
     assert L.mde(4, 0.0) == 0.0 and math.isnan(L.mde(1, 1.0))
     n = L.seeds_needed(1.0, 0.5)
     assert L.mde(n, 1.0) <= 0.5 < L.mde(n - 1, 1.0)
+
+
+def test_cli_prints_the_ledger(capsys):
+    assert cli(["report", "--ledger", "--scale", "micro", "--results", str(ROOT / "results")]) == 0
+    assert capsys.readouterr().out.strip() == L.markdown(L.ledger(ROOT / "results" / "micro", "micro"))
