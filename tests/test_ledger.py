@@ -1,6 +1,7 @@
 """The claims ledger (elmlib.ledger): the verdict rule, t-intervals and MDE against scipy, n=1, and the
 README / docs/results.md tables equal to what `ledger()` computes from the committed CSVs."""
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -87,6 +88,27 @@ def test_mde_known_values():
     assert L.mde(4, 0.0) == 0.0 and math.isnan(L.mde(1, 1.0))
     n = L.seeds_needed(1.0, 0.5)
     assert L.mde(n, 1.0) <= 0.5 < L.mde(n - 1, 1.0)
+
+
+# --------------------------------------------------------------------------- the docs equal the computation
+def _block(path: Path, name: str) -> str:
+    text = path.read_text()
+    found = re.search(rf"<!-- ledger:{name} -->\n(.*?)\n<!-- /ledger:{name} -->", text, re.S)
+    assert found, f"{path.name} has no <!-- ledger:{name} --> block"
+    return found.group(1)
+
+
+@pytest.mark.parametrize("doc,scale,short", [("README.md", "small", True), ("docs/results.md", "small", False),
+                                             ("docs/results.md", "micro", False)])
+def test_docs_tables_equal_the_ledger_of_the_committed_csvs(doc, scale, short):
+    name = f"{scale}-short" if short else scale
+    want = L.markdown(L.ledger(L.scale_folder(ROOT / "results", scale), scale), short=short)
+    got = _block(ROOT / doc, name)
+    numbers = re.compile(r"[+-]?\d+(?:\.\d+)?")
+    for got_line, want_line in zip(got.splitlines(), want.splitlines()):
+        assert numbers.findall(got_line) == numbers.findall(want_line), (doc, got_line, want_line)
+    assert got == want, (f"{doc} is stale: regenerate with "
+                         f"python -m elmlib report --ledger --scale {scale}{' --short' if short else ''}")
 
 
 def test_cli_prints_the_ledger(capsys):
