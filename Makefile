@@ -37,7 +37,7 @@ endif
 # Results of scales other than smoke go to results/<scale>/ and figures/<scale>/.
 OUT_ARGS := $(if $(filter-out smoke,$(SCALE)),--results results/$(SCALE) --figures figures/$(SCALE))
 
-.PHONY: setup kernel reproduce run-folders notebooks figures report test test-slow test-notebooks test-all bench clean
+.PHONY: setup kernel reproduce run-folders notebooks figures report ledger test test-slow test-notebooks test-all bench clean
 
 setup: $(STAMP)
 
@@ -80,6 +80,10 @@ figures:
 # The markdown results table of docs/results.md, from results/*.csv.
 report:
 	@$(BIN)/python -m elmlib figures --report $(OUT_ARGS)
+
+# The claims ledger of docs/results.md (one row per claim, CI, MDE, verdict), from results/$(SCALE)/*.csv.
+ledger:
+	@$(BIN)/python -m elmlib report --ledger --scale $(SCALE)
 
 test: setup
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

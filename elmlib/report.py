@@ -4,6 +4,7 @@ in one error line while the other sections are still produced.
 
     from elmlib.report import report
     print(report("results"))                 # or: python -m elmlib figures --report
+    python -m elmlib report --ledger --scale small   # the claims ledger (elmlib.ledger)
 """
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from . import paper
+from . import ledger, paper
 from .files import results_dir
 from .inputs import CSV_ERRORS, failure_line, raise_failures, read_results_csv
 from .plots import ablation_deltas, fig5_summary
@@ -133,15 +134,31 @@ def report(results=None) -> str:
     return text
 
 
+SCALE_CHOICES = ("smoke", "micro", "small", "paper")
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--results", default=None, help="results folder (default: results/ or $ELMLIB_RESULTS)")
+    parser.add_argument("--scale", choices=SCALE_CHOICES, default=None,
+                        help="read <results>/<scale>/ (smoke: <results>/ itself); default: the --results folder")
+    parser.add_argument("--ledger", action="store_true",
+                        help="print the claims ledger (one row per claim of the paper, with CI, MDE and verdict)")
+    parser.add_argument("--short", action="store_true", help="with --ledger: the README's short table")
 
 
 def main(args: argparse.Namespace) -> int:
     """Print every section that can be produced, then raise a ValueError naming the CSVs that could not."""
     if args.results and not Path(args.results).is_dir():
         raise FileNotFoundError(f"--results {args.results} is not a folder; give the folder holding the results CSVs")
-    text, failed = collect_report(args.results)
+    folder = Path(args.results or results_dir())
+    if getattr(args, "scale", None):
+        folder = ledger.scale_folder(folder, args.scale)
+        if not folder.is_dir():
+            raise FileNotFoundError(f"--scale {args.scale}: {folder} is not a folder; run that scale's notebooks first")
+    if getattr(args, "ledger", False):
+        print(ledger.markdown(ledger.ledger(folder, args.scale or ledger.infer_scale(folder)), short=args.short))
+        return 0
+    text, failed = collect_report(folder)
     print(text)
     raise_failures(failed, "reported")
     return 0
