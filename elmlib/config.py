@@ -84,7 +84,7 @@ class SearchConfig:
     cka_eta: float = 0.9
     cka_batches: int = 8
     # --- stage 5: retraining of the found architecture ---
-    inherit_weights: bool = True
+    inherit_weights: bool = False         # True: start from the supernet's weights and task head (not in the paper)
     retrain_pretrain_epochs: int = 10
     retrain_pretrain_steps: int = 0
     retrain_finetune_epochs: int = 10

@@ -287,6 +287,7 @@ def table1_2_table(metrics: pd.DataFrame, scale: str) -> pd.DataFrame:
 
 def _short(model: str) -> str:
     return (model.replace("ELM (found, inherited weights)", "ELM found\n(inherited)")
+            .replace("ELM (found, supernet weights inherited; not in the paper)", "ELM found\n(inherited)")
             .replace("ELM (found, from scratch)", "ELM found\n(scratch)").replace(" (Q=V)", "\n(Q=V)"))
 
 

@@ -2,7 +2,7 @@
 model, pretrained with KD on the corpus, fine-tuned with KD from the task teacher, evaluated on dev.
 
     retrain_architecture(resolve_config("smoke"), arch, "runs/boolq-smoke", "all_bert")   # a baseline
-    SearchRun(cfg, run_dir).retrain(arch, folder, inherit=True)                        # what stage 5 calls
+    SearchRun(cfg, run_dir).retrain(arch, folder, inherit=False)                       # what stage 5 calls
 
 The same recipe retrains the uniform baselines of Tables I/II, so "found vs hand-designed at equal
 parameters" compares architectures, not training.
