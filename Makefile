@@ -10,6 +10,9 @@ TORCH ?= torch==2.13.0
 SCALE ?= smoke
 PYTEST_ARGS ?=
 STAMP := $(VENV)/.installed
+# make's runs keep their cache (tokenized splits, fine-tuned teachers) beside the checkout, as before;
+# elsewhere elmlib caches in the user's cache folder (~/.cache/elmlib) unless ELMLIB_CACHE is set.
+export ELMLIB_CACHE ?= $(abspath .cache/elmlib)
 
 KERNEL := $(VENV)/share/jupyter/kernels/elmlib/kernel.json
 # The paper's notebooks in dependency order: the first that needs a run folder makes it, the rest

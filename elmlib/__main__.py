@@ -14,6 +14,7 @@ import sys
 COMMANDS = {
     "demo": ("elmlib.demo", "short supernet demo: SPOS training steps, extraction, export"),
     "search": ("elmlib.search", "the ELM search end to end (Algorithm 2), resumable"),
+    "export": ("elmlib.export", "write a finished search's model as a folder transformers loads, with a model card"),
     "runs": ("elmlib.schedule", "build the run folders a scale's notebooks read, several at a time"),
     "proxy": ("elmlib.proxies", "score architectures with zero-cost proxies (FlexiBERT benchmark)"),
     "data": ("elmlib.tasks", "list, inspect and prepare the task registry and corpora"),

@@ -20,7 +20,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from .files import project_root, write_json, write_result
+from .files import workspace, write_json, write_result
 from .space import Architecture, SearchSpace
 from .supernet import Supernet
 
@@ -52,7 +52,7 @@ def run(scale: str = "smoke", seed: int = 0, steps: int | None = None, run_dir: 
     if scale not in SCALES:
         raise ValueError(f"scale={scale!r} is not allowed; expected one of {sorted(SCALES)}")
     settings = {**SCALES[scale], **({"steps": steps} if steps else {})}
-    run_dir = Path(run_dir or project_root() / "runs" / f"demo-{scale}")
+    run_dir = Path(run_dir or workspace() / "runs" / f"demo-{scale}")
     start = time.time()
     space = SearchSpace.preset(settings["preset"])
     net = Supernet(space, seed=seed)

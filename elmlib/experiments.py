@@ -22,7 +22,7 @@ import pandas as pd
 import torch
 
 from .config import SearchConfig, resolve_config
-from .files import project_root, write_csv, write_json
+from .files import workspace, write_csv, write_json
 from .runfolder import claim_run_folder
 from .search import STAGES, SearchRun, retrain_architecture, run_search
 from .space import Architecture, SearchSpace
@@ -48,8 +48,9 @@ MODELS = {
 
 
 def runs_root(root: str | os.PathLike | None = None) -> Path:
-    """Where run folders live: ``root``, else ``$ELMLIB_RUNS``, else ``<project>/runs``."""
-    return Path(root or os.environ.get("ELMLIB_RUNS") or project_root() / "runs")
+    """Where run folders live: ``root``, else ``$ELMLIB_RUNS``, else ``runs/`` of the repository (of the
+    working directory when run outside it)."""
+    return Path(root or os.environ.get("ELMLIB_RUNS") or workspace() / "runs")
 
 
 def run_path(scale: str, seed: int, name: str = "main", root: str | os.PathLike | None = None) -> Path:

@@ -23,25 +23,64 @@ from typing import Any, Iterator
 _PROVENANCE_PACKAGES = ("elmlib", "torch", "transformers", "datasets", "numpy", "pandas", "scikit-learn")
 
 
+def repository() -> Path | None:
+    """The source checkout elmlib runs from (the folder holding pyproject.toml beside ``elmlib/``), or
+    None when elmlib is installed as a package."""
+    here = Path(__file__).resolve().parent.parent
+    return here if (here / "pyproject.toml").exists() else None
+
+
 def project_root() -> Path:
     """The repository root (the folder holding pyproject.toml), else the working directory."""
-    here = Path(__file__).resolve().parent.parent
-    if (here / "pyproject.toml").exists():
-        return here
-    return Path.cwd()
+    return repository() or Path.cwd()
+
+
+def in_repository() -> bool:
+    """Whether the working directory is inside elmlib's source checkout."""
+    repo = repository()
+    return repo is not None and Path.cwd().resolve().is_relative_to(repo)
+
+
+def workspace() -> Path:
+    """Where default outputs go (``results/``, ``figures/``, ``runs/``): the repository when the working
+    directory is inside it, else the working directory. A command run elsewhere never writes into the
+    repository; the repository's ``results/`` is written by its notebooks and ``make``."""
+    return project_root() if in_repository() else Path.cwd()
 
 
 def results_dir() -> Path:
-    return Path(os.environ.get("ELMLIB_RESULTS", project_root() / "results"))
+    return Path(os.environ.get("ELMLIB_RESULTS") or workspace() / "results")
+
+
+def shared_results_dir() -> Path | None:
+    """Where a search records tables that many runs share (``teachers.csv``): ``$ELMLIB_RESULTS``, else
+    the repository's ``results/`` when the working directory is inside the repository, else None: a
+    search run elsewhere writes only into its run folder and the cache (whose manifests keep the metrics)."""
+    if os.environ.get("ELMLIB_RESULTS"):
+        return Path(os.environ["ELMLIB_RESULTS"])
+    return project_root() / "results" if in_repository() else None
 
 
 def figures_dir() -> Path:
-    return Path(os.environ.get("ELMLIB_FIGURES", project_root() / "figures"))
+    return Path(os.environ.get("ELMLIB_FIGURES") or workspace() / "figures")
+
+
+def user_cache_dir() -> Path:
+    """The platform's user cache folder for elmlib: ``$XDG_CACHE_HOME/elmlib`` or ``~/.cache/elmlib``
+    (``~/Library/Caches/elmlib`` on macOS, ``%LOCALAPPDATA%\\elmlib\\Cache`` on Windows)."""
+    if sys.platform == "darwin":
+        return Path.home() / "Library" / "Caches" / "elmlib"
+    if sys.platform == "win32" and os.environ.get("LOCALAPPDATA"):
+        return Path(os.environ["LOCALAPPDATA"]) / "elmlib" / "Cache"
+    base = os.environ.get("XDG_CACHE_HOME") or ""
+    return (Path(base) if os.path.isabs(base) else Path.home() / ".cache") / "elmlib"
 
 
 def cache_dir() -> Path:
-    """Where tokenized datasets and other derived artefacts are cached (``ELMLIB_CACHE``)."""
-    return Path(os.environ.get("ELMLIB_CACHE", project_root() / ".cache" / "elmlib"))
+    """Where tokenized datasets, fine-tuned teachers and other derived artefacts are cached:
+    ``$ELMLIB_CACHE``, else the platform's user cache folder (:func:`user_cache_dir`), so every checkout
+    and installed copy on a machine shares one cache, trusted by content (``elmlib.cache``)."""
+    return Path(os.environ.get("ELMLIB_CACHE") or user_cache_dir())
 
 
 @contextlib.contextmanager
@@ -92,9 +131,13 @@ def write_csv(df, path: str | os.PathLike) -> Path:
 
 
 def git_commit() -> str | None:
+    """The checkout's commit (``-dirty`` when its code differs), or None for an installed elmlib: the
+    working directory's repository, if any, is someone else's."""
+    if repository() is None:
+        return None
     try:
         out = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=project_root(), capture_output=True, text=True, timeout=10
+            ["git", "rev-parse", "HEAD"], cwd=repository(), capture_output=True, text=True, timeout=10
         )
     except (OSError, subprocess.SubprocessError):
         return None
@@ -103,7 +146,7 @@ def git_commit() -> str | None:
     # "dirty" means the code differs from the commit; regenerated outputs (results/, figures/) do not count.
     dirty = subprocess.run(
         ["git", "status", "--porcelain", "--untracked-files=no", "--", ".", ":!results", ":!figures"],
-        cwd=project_root(), capture_output=True, text=True,
+        cwd=repository(), capture_output=True, text=True,
     ).stdout.strip()
     return out.stdout.strip() + ("-dirty" if dirty else "")
 

@@ -38,7 +38,7 @@ from .config import SearchConfig, parse_sets, resolve_config
 from .distributed import Distributed
 from .errors import UserError
 from .evolution import EvolutionarySearch, EvolutionSettings
-from .files import project_root, write_csv, write_json
+from .files import workspace, write_csv, write_json
 from .growth import blocks_per_epoch, grow_ffn, growth_score, select_growth
 from .importance import ImportanceAccumulator, reorder_
 from .losses import DistillationLoss
@@ -630,7 +630,7 @@ def main(args: argparse.Namespace) -> int:
     """Errors the user can fix reach ``elmlib.__main__`` as one line (exit 2) before anything is written."""
     stages = check_stages(s for s in args.stages.split(",") if s)
     cfg = resolve_config(args.scale, args.task, args.budget, parse_sets(args.set), args.config)
-    run_dir = args.run_dir or project_root() / "runs" / f"{cfg.task}-{cfg.scale}"
+    run_dir = args.run_dir or workspace() / "runs" / f"{cfg.task}-{cfg.scale}"
     run = SearchRun(cfg, run_dir, args.overwrite, not args.no_progress)
     try:
         run.run(stages)

@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 from elmlib import cache
-from elmlib.files import cache_dir, locked, results_dir, write_result
+from elmlib.files import cache_dir, locked, shared_results_dir, write_result
 from elmlib.inputs import read_results_csv
 from elmlib.tasks import compute_metrics, get_task, source_hash
 from elmlib.tokenization import from_hub, load_tokenizer, task_dataloader, teacher_dir, tokenize_task
@@ -68,8 +68,11 @@ def _cache_inputs(teacher: str, task: str, settings: dict) -> dict:
 
 
 def _recorded(teacher: str, task: str, key: str, metrics: dict) -> bool:
-    """Whether results/teachers.csv already holds this teacher's metrics under its cache key."""
-    table = results_dir() / "teachers.csv"
+    """Whether results/teachers.csv already holds this teacher's metrics under its cache key (True where
+    no table is kept: a search outside the repository without ``$ELMLIB_RESULTS``)."""
+    if shared_results_dir() is None:
+        return True
+    table = shared_results_dir() / "teachers.csv"
     if not table.exists():
         return False
     rows = read_results_csv(table, fix=_TABLE_FIX)
@@ -183,13 +186,17 @@ def _train(spec, teacher: str, settings: dict):
 
 
 def record_teacher_metrics(task: str, teacher: str, metrics: dict, *, n_dev: int, steps: int, key: str,
-                           settings: dict, wall_time_s: float) -> Path:
+                           settings: dict, wall_time_s: float) -> Path | None:
     """Upsert one row per (teacher, task, metric, recipe) in results/teachers.csv; other rows are kept.
     The recipe is the cache key: the micro and small scales fine-tune a task's teacher differently
-    (sequence length, steps, dev rows), and each scale's figure must stay beside the other."""
+    (sequence length, steps, dev rows), and each scale's figure must stay beside the other.
+    Outside the repository without ``$ELMLIB_RESULTS`` nothing is written (returns None): the teacher's
+    cache folder keeps its metrics (metrics.json) and a later run inside the repository records them."""
     import pandas as pd
 
-    path = results_dir() / "teachers.csv"
+    if shared_results_dir() is None:
+        return None
+    path = shared_results_dir() / "teachers.csv"
     new = pd.DataFrame([{"teacher": teacher, "task": task, "metric": m, "value": v, "split": "dev", "n_dev": n_dev,
                          "steps": steps, "cache_key": key, **settings, "wall_time_s": round(wall_time_s, 2)}
                         for m, v in metrics.items()])
