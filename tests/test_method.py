@@ -336,7 +336,9 @@ def test_presets_hold_the_papers_values_except_declared_departures(scale, budget
     assert differ == departs, {key: (values[key], claims[key]) for key in differ ^ departs}
 
 
-@pytest.mark.xfail(strict=True, reason="paper preset: CoLA fine-tunes 10 epochs; Appendix A gives CoLA 50")
 def test_paper_preset_fine_tunes_cola_for_50_epochs():
     """Appendix A: "Epochs 10 for all tasks (CoLA 50)"; the searched model's GLUE fine-tuning at least."""
     assert resolve_config("paper", task="cola").retrain_finetune_epochs == 50
+    assert resolve_config("paper", task="sst2").retrain_finetune_epochs == 10
+    assert resolve_config("paper", task="cola", overrides={"retrain_finetune_epochs": 3}).retrain_finetune_epochs == 3
+    assert resolve_config("small", task="cola").retrain_finetune_epochs == resolve_config("small").retrain_finetune_epochs
