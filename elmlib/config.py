@@ -256,17 +256,17 @@ def _coerce(key: str, value: Any, default: Any) -> Any:
 
 def resolve_config(scale: str = "smoke", task: str | None = None, budget: str | float | None = None,
                    overrides: dict | None = None, config_file: str | Path | None = None) -> SearchConfig:
-    """Scale preset, then a JSON config file, then explicit overrides (later wins)."""
+    """Scale preset (with its per-task settings), then a JSON config file, then explicit overrides
+    (later wins)."""
     if scale not in SCALES:
         raise UserError(f"scale={scale!r} is not allowed; expected one of {tuple(SCALES)}")
     values: dict[str, Any] = {"scale": scale, **SCALES[scale]}
-    if config_file:
-        values.update(read_config_file(config_file))
-    values.update(overrides or {})
+    explicit = {**(read_config_file(config_file) if config_file else {}), **(overrides or {})}
+    values.update(explicit)
     if task is not None:
         values["task"] = task
-    for key, value in _TASK_PRESETS.get((scale, values.get("task")), {}).items():
-        if key not in (overrides or {}):  # an explicit setting wins
+    for key, value in _TASK_PRESETS.get((scale, values.get("task", "boolq")), {}).items():
+        if key not in explicit:  # a setting from the file or --set wins
             values[key] = value
     if budget is not None:
         values["budget"] = budget
