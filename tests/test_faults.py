@@ -328,6 +328,15 @@ def _loop(tmp_path, net, name="pretrain", lr=1e-3):
                      steps_per_epoch=4, checkpoint_every=1, progress=False, lr_setting="pretrain_lr")
 
 
+def _plain_step(net, after_backward=lambda: None):
+    def step(batch, index):
+        loss = net(batch).sum()
+        loss.backward()
+        after_backward()
+        return {"loss": loss}
+    return step
+
+
 def test_a_nan_loss_stops_training_at_that_step_with_no_checkpoint(tmp_path):
     net = torch.nn.Linear(4, 1)
     loop = _loop(tmp_path, net)
@@ -346,13 +355,7 @@ def test_a_nan_loss_stops_training_at_that_step_with_no_checkpoint(tmp_path):
 def test_an_infinite_gradient_stops_training(tmp_path):
     net = torch.nn.Linear(4, 1)
     loop = _loop(tmp_path, net)
-
-    def step(batch, index):
-        loss = net(batch).sum()
-        loss.backward()
-        net.weight.grad[0, 0] = float("inf")
-        return {"loss": loss}
-
+    step = _plain_step(net, after_backward=lambda: net.weight.grad.__setitem__((0, 0), float("inf")))
     with pytest.raises(TrainingDiverged, match="gradient norm=inf"):
         loop.run(lambda e: iter([torch.ones(2, 4)] * 4), step)
     assert not (tmp_path / "pretrain.ckpt").exists()
@@ -489,14 +492,7 @@ def test_a_model_folder_is_published_whole_or_not_at_all(tmp_path):
 
 def test_a_torn_last_log_line_is_dropped_on_resume_and_a_damaged_one_is_an_error(tmp_path):
     net = torch.nn.Linear(4, 1)
-    loop = _loop(tmp_path, net)
-
-    def step(batch, index):
-        loss = net(batch).sum()
-        loss.backward()
-        return {"loss": loss}
-
-    loop.run(lambda e: iter([torch.ones(2, 4)] * 4), step)
+    _loop(tmp_path, net).run(lambda e: iter([torch.ones(2, 4)] * 4), _plain_step(net))
     lines = (tmp_path / "pretrain.log.jsonl").read_text().splitlines()
     (tmp_path / "pretrain.log.jsonl").write_text("\n".join(lines) + '\n{"step": 5, "lo')
     save_checkpoint(tmp_path / "pretrain.ckpt", {**load_checkpoint(tmp_path / "pretrain.ckpt", ""), "step": 4})
