@@ -62,25 +62,28 @@ def _report_efficiency(df: pd.DataFrame) -> list[str]:
             "(8.5 / 7.1 GPU-days)", ""]
 
 
+def _grouped_table(d: pd.DataFrame, title: str, key: str, header: list[str], cells) -> list[str]:
+    """A markdown table under ``title``: one row per value of ``key`` (in order), ``cells(group)`` after it."""
+    out = [title, "", "| " + " | ".join(header) + " |", "| " + " | ".join("---" for _ in header) + " |"]
+    out += [f"| {name} | " + " | ".join(cells(g)) + " |" for name, g in d.groupby(key, sort=False)]
+    return out + [""]
+
+
 def _report_proxy_search(df: pd.DataFrame) -> list[str]:
     d = _first_metric(df)
-    out = [f"**Search modes** (beyond the paper; {d.task.iloc[0]} dev {d.metric.iloc[0]} in %)", "",
-           "| mode | search time (s) | architectures scored | found model |", "| --- | --- | --- | --- |"]
-    for mode, g in d.groupby("mode", sort=False):
-        out.append(f"| {mode} | {g.search_seconds.mean():.0f} | {g.evaluations.mean():.0f} | "
-                   f"{_mean_sd(g.value, 100)} |")
-    return out + [""]
+    return _grouped_table(
+        d, f"**Search modes** (beyond the paper; {d.task.iloc[0]} dev {d.metric.iloc[0]} in %)", "mode",
+        ["mode", "search time (s)", "architectures scored", "found model"],
+        lambda g: [f"{g.search_seconds.mean():.0f}", f"{g.evaluations.mean():.0f}", _mean_sd(g.value, 100)])
 
 
 def _report_importance(df: pd.DataFrame) -> list[str]:
     d = _first_metric(df)
-    out = [f"**Importance reordering in the search** (beyond the paper; {d.task.iloc[0]} dev "
-           f"{d.metric.iloc[0]} in %)", "",
-           "| variant | mean FFN dim | search score | found model |", "| --- | --- | --- | --- |"]
-    for variant, g in d.groupby("variant", sort=False):
-        out.append(f"| {variant} | {g.mean_ffn_dim.mean():.0f} | {_mean_sd(g.search_score, 100)} | "
-                   f"{_mean_sd(g.value, 100)} |")
-    return out + [""]
+    return _grouped_table(
+        d, f"**Importance reordering in the search** (beyond the paper; {d.task.iloc[0]} dev "
+           f"{d.metric.iloc[0]} in %)", "variant",
+        ["variant", "mean FFN dim", "search score", "found model"],
+        lambda g: [f"{g.mean_ffn_dim.mean():.0f}", _mean_sd(g.search_score, 100), _mean_sd(g.value, 100)])
 
 
 def _report_fig5(df: pd.DataFrame) -> list[str]:
