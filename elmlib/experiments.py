@@ -116,9 +116,10 @@ SEARCH_MODES = ("supernet", "proxy_assisted", "proxy_only")
 
 
 def search_mode_run(mode: str, scale: str, seed: int = 0, task: str = "boolq", root=None) -> Path:
-    """Issue 6's comparison: supernet-only search (the main run), proxy-assisted search (the proxy ranks
-    proposals, the supernet evaluates the best quarter; reuses the main run's trained supernet, recorded
-    in ``shared_from.json``) and proxy-only search (no supernet training at all)."""
+    """The search-mode comparison (beyond the paper): supernet-only search (the main run),
+    proxy-assisted search (the proxy ranks proposals, the supernet evaluates the best quarter; reuses
+    the main run's trained supernet, recorded in ``shared_from.json``) and proxy-only search (no
+    supernet training at all)."""
     if mode not in SEARCH_MODES:
         raise ValueError(f"mode={mode!r} is not allowed; expected one of {SEARCH_MODES}")
     if mode == "supernet":
