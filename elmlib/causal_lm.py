@@ -623,21 +623,28 @@ def run_table4(cfg: ClmConfig, run_dir: str | Path, search_dir: str | Path | Non
                               "digest": cfg.digest()}
         write_json(results["teacher"], done)
     info["teacher"] = {"source": cfg.teacher}
-    table = table4_frame(results, cfg)
+    table = table4_frame(results, cfg, {name: i["source"] for name, i in info.items()})
     table.attrs.update(wall_time_s=time.perf_counter() - start, architectures=info,
                        samples={k: v["samples"] for k, v in results.items()})
     return table
 
 
-def table4_frame(results: dict, cfg: ClmConfig) -> pd.DataFrame:
-    rows = []
+FALLBACK = "elm_documented_not_searched"  # Table IV's ELM row when no search run folder gave its architecture
+
+
+def table4_frame(results: dict, cfg: ClmConfig, sources: dict | None = None) -> pd.DataFrame:
+    """One row per (model, metric, dataset); ``arch_source`` says where each architecture came from, and
+    the ELM row is named ``elm_documented_not_searched`` when no search produced it (the fallback)."""
+    rows, sources = [], sources or {}
     for model, r in results.items():
+        source = sources.get(model, "")
+        name = FALLBACK if model == "elm_found" and source.startswith("documented fallback") else model
+        paper_of = PAPER_TABLE4.get(model.replace("elm_found", "elm"), {}) if name != FALLBACK else {}
         for dataset, value in r["rouge_l"].items():
-            paper = PAPER_TABLE4.get(model.replace("elm_found", "elm"), {}).get(dataset)
-            rows.append(dict(model=model, params=r["params"], metric="rouge_l", dataset=dataset, value=value,
-                             paper_value=paper))
-        rows.append(dict(model=model, params=r["params"], metric="perplexity", dataset=f"{cfg.corpus}_heldout",
-                         value=r["perplexity"], paper_value=None))
+            rows.append(dict(model=name, params=r["params"], metric="rouge_l", dataset=dataset, value=value,
+                             paper_value=paper_of.get(dataset), arch_source=source))
+        rows.append(dict(model=name, params=r["params"], metric="perplexity", dataset=f"{cfg.corpus}_heldout",
+                         value=r["perplexity"], paper_value=None, arch_source=source))
     table = pd.DataFrame(rows)
     table["scale"], table["seed"] = cfg.scale, cfg.seed
     return table
@@ -649,6 +656,8 @@ def plot_table4(table: pd.DataFrame, path: str | Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import seaborn as sns
+
+    from .figsave import save_figure
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -662,6 +671,6 @@ def plot_table4(table: pd.DataFrame, path: str | Path) -> Path:
     axes[1].tick_params(axis="x", rotation=30)
     fig.tight_layout()
     for ext in (".png", ".pdf"):
-        fig.savefig(path.with_suffix(ext), dpi=150)
+        save_figure(fig, path.with_suffix(ext), dpi=150)
     plt.close(fig)
     return path
