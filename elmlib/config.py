@@ -35,6 +35,12 @@ class SearchConfig:
     corpus: str = "offline"               # pretraining corpus: offline, or hub corpora joined by + (elmlib.corpus)
     corpus_documents: int = 0             # documents per corpus source; 0 = all offline, 200,000 per hub corpus
     max_length: int = 128
+    # --- a data file as the task (task=path/to/data.csv|.tsv|.jsonl|.parquet; elmlib.filetask) ---
+    text_column: str = "text"
+    text_pair_column: str = "text_pair"   # used when the file has it
+    label_column: str = "label"
+    dev_file: str = ""                    # an official dev file; "" = a seeded, stratified 20% of the file
+    split_seed: int = 0                   # seeds that 20% dev split (and the 90/10 train/search split)
     dropout: float = 0.1
     classifier_pooling: str = "cls"       # task head: BERT's [CLS] or the mean over tokens (elmlib.modeling_elm)
     # --- supernet and its ablations (Tables V-VIII) ---
@@ -148,7 +154,7 @@ _RANGES = (  # (keys, lower test, upper test, what is allowed)
       "population", "generations", "parents", "pca_batches", "cka_batches", "checkpoint_every", "eval_batch_size",
       "latency_repeats", "teacher_epochs", "elastic_widths", "growth_k", "retrain_pretrain_epochs",
       "retrain_finetune_epochs"), lambda v: v >= 1, _ANY, "an integer >= 1"),
-    (("seed", "corpus_documents", "fixed_ffn_dim", "pretrain_steps", "finetune_steps", "train_limit", "teacher_max_steps",
+    (("seed", "split_seed", "corpus_documents", "fixed_ffn_dim", "pretrain_steps", "finetune_steps", "train_limit", "teacher_max_steps",
       "search_limit", "retrain_pretrain_steps", "retrain_finetune_steps", "dev_limit"), _NONNEG, _ANY,
      "an integer >= 0 (0 = the default)"),
     (("budget", "pretrain_lr", "finetune_lr", "teacher_lr", "retrain_lr"), _POSITIVE, _ANY, "a number > 0"),
@@ -161,7 +167,8 @@ _RANGES = (  # (keys, lower test, upper test, what is allowed)
 
 # Settings introduced after the first run folders, with the value that reproduces those runs (dropped from
 # to_dict() when they hold it, so those folders keep their digest; `SearchConfig.from_dict` restores it).
-_ADDED_LATER = {"precision": "fp32", "pca_score": "count", "corpus_documents": 0}
+_ADDED_LATER = {"precision": "fp32", "pca_score": "count", "corpus_documents": 0, "text_column": "text",
+                "text_pair_column": "text_pair", "label_column": "label", "dev_file": "", "split_seed": 0}
 
 SCALES: dict[str, dict[str, Any]] = {
     # The paper's settings: BERT-base teacher, Wikipedia + BookCorpus (hub; offline, preflight names what

@@ -33,6 +33,7 @@ import pandas as pd
 from . import __version__, cache
 from .config import SearchConfig, resolve_config
 from .errors import UserError
+from .filetask import resolve_task
 from .files import git_commit, repository, write_json
 from .preflight import STAGES
 
@@ -150,7 +151,7 @@ def _write_model(run: FinishedRun, folder: Path) -> dict[int, str]:
         if src.is_file() and src.name not in _SKIP:
             shutil.copyfile(src, folder / src.name)  # new files: the usual permissions, not model/'s
     config = json.loads((folder / "config.json").read_text())
-    id2label = label_maps(run.cfg.task, int(config.get("num_labels", len(config.get("id2label", {})) or 2)))
+    id2label = label_maps(resolve_task(run.cfg).name, int(config.get("num_labels", len(config.get("id2label", {})) or 2)))
     _edit_json(folder / "config.json", id2label={str(i): n for i, n in id2label.items()},
                label2id={n: i for i, n in id2label.items()})
     tokenizer_config = folder / "tokenizer_config.json"
@@ -196,6 +197,11 @@ def data_digest(task: str) -> list[tuple[str, str]]:
     from .tasks import get_task, source_files
 
     spec = get_task(task)
+    if spec.source == "file":
+        from .filetask import split_record
+
+        record = split_record(spec.name)
+        return [(Path(f).name, cache.file_digest(Path(f))) for f in (record["file"], record["dev_file"]) if f]
     if spec.source != "offline":
         path, name = spec.hub_id
         return [(f"hub:{path}" + (f" ({name})" if name else ""), "")]
@@ -273,9 +279,7 @@ def model_card(run: FinishedRun, id2label: dict[int, str]) -> str:
 
 
 def _usage(run: FinishedRun, id2label: dict[int, str]) -> str:
-    from .tasks import get_task
-
-    spec = get_task(run.cfg.task)
+    spec = resolve_task(run.cfg)
     example = '{"text": "first text", "text_pair": "second text"}' if spec.is_pair else '"a sentence"'
     labels = ", ".join(f"{i} = `{n}`" for i, n in id2label.items())
     return (f"## Use\n\n```python\nfrom transformers import pipeline\n"
@@ -319,12 +323,10 @@ def _dev_metrics(run: FinishedRun) -> str:
 
 
 def _teacher_and_data(run: FinishedRun) -> str:
-    from .tasks import get_task
-
-    c, spec = run.cfg, get_task(run.cfg.task)
+    c, spec = run.cfg, resolve_task(run.cfg)
     teacher = TEACHERS.get(c.teacher, f"`{c.teacher}`")
     files = "".join(f"| `{name}` | {digest or 'files on the hub, not hashed'} |\n"
-                    for name, digest in data_digest(c.task))
+                    for name, digest in data_digest(spec.name))
     licence = f" Licence of the data: {spec.licence}." if spec.licence else ""
     return (f"## Teacher and data\n\nTeacher: {teacher}; {KD[c.kd]} in pretraining (corpus `{c.corpus}`) and "
             f"from the teacher fine-tuned on the task's 90% training split in fine-tuning. Retraining started from "

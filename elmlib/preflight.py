@@ -67,10 +67,11 @@ def _hub_usable(repo: str, kind: str) -> bool:
 
 def check_task(cfg: SearchConfig) -> None:
     """A known, scoreable task whose packaged files are installed (hub tasks: see ``hub_needs``)."""
-    from .tasks import get_task, source_files
+    from .filetask import resolve_task
+    from .tasks import source_files
 
     try:
-        spec = get_task(cfg.task)
+        spec = resolve_task(cfg)  # a data file is read and checked here, before any folder is made
     except KeyError as err:
         raise UserError(str(err).strip("\"'")) from None
     if spec.num_labels < 1:
@@ -90,9 +91,9 @@ def _teacher_is_hub_id(teacher: str) -> bool:
 def hub_needs(cfg: SearchConfig) -> list[str]:
     """The settings that need the hub and find it neither reachable nor in the local cache."""
     from .corpus import ONLINE, corpus_sources
-    from .tasks import get_task
+    from .filetask import resolve_task
 
-    spec = get_task(cfg.task)
+    spec = resolve_task(cfg)
     needs = [f"task={cfg.task!r} ({spec.hub_id[0]})"] if spec.source == "hub" and not _hub_usable(
         spec.hub_id[0], "dataset") else []
     try:

@@ -149,11 +149,11 @@ class ImportanceTracker:
 
 class SearchRun:
     def __init__(self, cfg: SearchConfig, run_dir: str | Path, overwrite: bool = False, progress: bool = True):
-        from .tasks import get_task
+        from .filetask import resolve_task
 
         self.cfg, self.dir, self.progress = cfg, Path(run_dir), progress
         preflight(cfg)  # machine, data and teacher checks: all before the run folder is touched
-        self.spec = get_task(cfg.task)
+        self.spec = resolve_task(cfg)  # a data file -> its content-named task (file-<stem>-<digest>)
         self.kind = "regression" if self.spec.is_regression else "classification"
         self.space = cfg.search_space()
         low, high = budget_bounds(cfg, self.space)
@@ -162,12 +162,26 @@ class SearchRun:
                             f"architectures have {low:,} to {high:,} parameters")
         self.dist = Distributed()
         self.folder = claim_run_folder(self.dir, cfg.to_dict(), cfg.digest(), overwrite) if self.dist.is_main else None
+        if self.dist.is_main and self.spec.source == "file":
+            self.keep_data_split()
         self.dist.barrier()
         if not self.dist.is_main and json.loads((self.dir / "config.json").read_text()) != cfg.to_dict():
             raise UserError(f"rank {self.dist.rank}: run folder {self.dir} holds another config")
         self.device = self.dist.device(device_for(cfg))
         self.times: dict[str, float] = {}
         self.clock: tuple[str, float, float] | None = None  # (running stage, its start, earlier attempts' s)
+
+    def keep_data_split(self) -> None:
+        """Store a data file's split beside the run (data_split.json); a rerun on a changed file stops."""
+        from .filetask import split_record
+
+        record, path = split_record(self.spec.name), self.dir / "data_split.json"
+        if path.exists() and json.loads(path.read_text())["task"] != record["task"]:
+            self.close()
+            raise UserError(f"data file {self.cfg.task} changed since run folder {self.dir} was made (it now "
+                            f"reads as {record['task']}); restore the file, or pass --overwrite or another --run-dir")
+        if not path.exists():
+            write_json(record, path)
 
     def close(self) -> None:
         """Release the run folder's lock (also done when the object is collected or the process ends)."""
@@ -211,13 +225,13 @@ class SearchRun:
     def task_split(self, split: str, limit: int):
         from .tokenization import tokenize_task
 
-        return subset(tokenize_task(self.cfg.task, split, self.tokenizer(), self.cfg.max_length), limit, self.cfg.seed)
+        return subset(tokenize_task(self.spec.name, split, self.tokenizer(), self.cfg.max_length), limit, self.cfg.seed)
 
     def task_teacher(self):
         from .teachers import finetune_teacher
 
         c = self.cfg
-        model, _ = finetune_teacher(c.task, c.teacher, epochs=c.teacher_epochs, lr=c.teacher_lr,
+        model, _ = finetune_teacher(self.spec.name, c.teacher, epochs=c.teacher_epochs, lr=c.teacher_lr,
                                     batch_size=c.finetune_batch_size, max_length=c.max_length,
                                     max_steps=c.teacher_max_steps or None, seed=c.seed,
                                     train_limit=c.train_limit or None, eval_limit=c.dev_limit or None)
@@ -616,7 +630,10 @@ def run_search(cfg: SearchConfig, run_dir: str | Path, overwrite: bool = False, 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--scale", default="smoke", help="smoke | small | paper")
-    parser.add_argument("--task", default="boolq")
+    parser.add_argument("--task", default="boolq", help="a task name, or a data file (.csv/.tsv/.jsonl/.parquet) "
+                        "with columns text, [text_pair], label (see docs/running.md)")
+    parser.add_argument("--dev", default=None, metavar="PATH", help="a data file task's official dev file "
+                        "(the setting dev_file; default: a seeded, stratified 20%% of the file)")
     parser.add_argument("--budget", default=None, help="parameter ceiling, e.g. 15.7M (default: the scale's)")
     parser.add_argument("--run-dir", default=None, help="default: runs/<task>-<scale>")
     parser.add_argument("--config", default=None, help="JSON file of settings")
@@ -629,8 +646,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     """Errors the user can fix reach ``elmlib.__main__`` as one line (exit 2) before anything is written."""
     stages = check_stages(s for s in args.stages.split(",") if s)
-    cfg = resolve_config(args.scale, args.task, args.budget, parse_sets(args.set), args.config)
-    run_dir = args.run_dir or workspace() / "runs" / f"{cfg.task}-{cfg.scale}"
+    from .filetask import is_file_task
+
+    sets = {**parse_sets(args.set), **({"dev_file": args.dev} if args.dev else {})}
+    cfg = resolve_config(args.scale, args.task, args.budget, sets, args.config)
+    task = Path(cfg.task).stem if is_file_task(cfg.task) else cfg.task
+    run_dir = args.run_dir or workspace() / "runs" / f"{task}-{cfg.scale}"
     run = SearchRun(cfg, run_dir, args.overwrite, not args.no_progress)
     try:
         run.run(stages)

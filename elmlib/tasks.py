@@ -35,7 +35,7 @@ class TaskSpec:
     """One task: where it comes from, its text fields, label kind and the metrics GLUE reports."""
 
     name: str
-    source: str  # "offline" (packaged files) or "hub" (datasets.load_dataset)
+    source: str  # "offline" (packaged files), "hub" (datasets.load_dataset) or "file" (elmlib.filetask)
     text_fields: tuple[str, ...]  # field names in the source; 1 = single sentence, 2 = pair
     num_labels: int  # k classes; 1 = regression
     metrics: tuple[str, ...]  # first one is the task's headline metric
@@ -120,7 +120,15 @@ class HubUnavailable(RuntimeError, ValueError):
 
 
 def get_task(name: str) -> TaskSpec:
+    """A registered task, a registered data-file task (``file-...``), or a data file path (default columns;
+    ``elmlib.filetask.resolve_task`` applies a config's column settings and dev file)."""
     if name not in TASKS:
+        from elmlib import filetask
+
+        if name in filetask.FILE_TASKS:
+            return filetask.FILE_TASKS[name]
+        if filetask.is_file_task(name):
+            return filetask.register(name)
         raise UnknownTask(f"unknown task {name!r}; known tasks: {', '.join(TASKS)}")
     return TASKS[name]
 
@@ -219,7 +227,12 @@ def source_files(name: str) -> list[Path]:
 
 
 def source_hash(name: str) -> str:
-    """sha256 over an offline task's source files, split file and reader version (fast: no parsing)."""
+    """sha256 over an offline task's source files, split file and reader version (fast: no parsing); a
+    data-file task's name already holds the digest of its file(s), columns and split seed."""
+    if get_task(name).source == "file":
+        from elmlib.filetask import split_record
+
+        return split_record(get_task(name).name)["sha256"][:16]
     h = hashlib.sha256(f"{name}:reader{READER_VERSION}".encode())
     for path in source_files(name):
         h.update(path.read_bytes())
@@ -387,6 +400,10 @@ def load_task(name: str, split: str):
         raise ValueError(f"task {name!r} is extractive QA: load it with elmlib.squad.load_squad")
     if split not in spec.splits:
         raise ValueError(f"split={split!r} is not a split of {name!r}; allowed: {', '.join(spec.splits)}")
+    if spec.source == "file":
+        from elmlib.filetask import load_split
+
+        return load_split(spec, split)
     return _load_offline(spec, split) if spec.source == "offline" else _load_hub(spec, split)
 
 
@@ -407,6 +424,8 @@ def compute_metrics(task: str | TaskSpec, predictions, labels) -> dict[str, floa
         "accuracy": lambda: accuracy_score(labels, preds),
         "f1": lambda: f1_score(labels, preds),  # positive class 1 (paraphrase / duplicate / spam)
         "matthews": lambda: matthews_corrcoef(labels, preds),
+        "macro_f1": lambda: f1_score(labels, preds, average="macro"),  # data-file tasks (elmlib.filetask)
+        "mcc": lambda: matthews_corrcoef(labels, preds),
         "pearson": lambda: pearsonr(preds, labels)[0],
         "spearman": lambda: spearmanr(preds, labels)[0],
     }

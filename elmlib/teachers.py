@@ -63,7 +63,7 @@ def _cache_inputs(teacher: str, task: str, settings: dict) -> dict:
     spec = get_task(task)
     return {"teacher": teacher,
             "teacher_digest": cache.folder_digest(source) if Path(source).is_dir() else f"hub:{source}",
-            "task": task, "data": source_hash(task) if spec.source == "offline" else f"hub:{spec.hub_id}",
+            "task": task, "data": source_hash(task) if spec.source in ("offline", "file") else f"hub:{spec.hub_id}",
             "settings": settings}
 
 
@@ -120,6 +120,7 @@ def finetune_teacher(task: str, teacher: str = "teacher", *, epochs: int = 3, lr
     cache hit if the row is missing. Randomness (head init, dropout, shuffling) is seeded inside a
     forked RNG, so the caller's global RNG is untouched; CPU runs repeat exactly, GPU kernels may not."""
     spec = get_task(task)
+    task = spec.name  # a data file path -> its content-named task (cache folders are named by it)
     if spec.num_labels < 1:
         raise ValueError(f"task {task!r} is extractive QA; finetune_teacher handles classification/regression")
     if epochs < 1 or (max_steps is not None and max_steps < 1):

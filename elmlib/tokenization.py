@@ -164,8 +164,8 @@ def tokenize_task(name: str, split: str, tokenizer, max_length: int = 128, rebui
 
     from elmlib.tasks import get_task, load_task, source_hash
 
-    ds = None
-    if get_task(name).source == "offline":  # hash the source files: a cache hit parses nothing
+    ds, name = None, get_task(name).name  # a data file path -> its content-named task
+    if get_task(name).source in ("offline", "file"):  # hash the source files: a cache hit parses nothing
         source = source_hash(name)
     else:
         ds = load_task(name, split)
