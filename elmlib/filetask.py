@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import UserError
-from .tasks import DEV_FRACTION, SEARCH_FRACTION, TASKS, TaskSpec, hash_holdout, row_key
+from .tasks import DEV_FRACTION, SEARCH_FRACTION, TASKS, TaskSpec, hash_holdout, row_key, rows_dataset
 
 SUFFIXES = (".csv", ".tsv", ".jsonl", ".parquet")
 READER_VERSION = 1  # bump when the rows read from a file change: renames every file task
@@ -238,18 +238,7 @@ def split_record(name: str) -> dict:
 
 def load_split(spec: TaskSpec, split: str):
     """A split of a registered file task as a ``datasets.Dataset`` (key, text, [text_pair], label)."""
-    import datasets
-
-    rows = _SPLITS[spec.name]["rows"][split]
-    columns: dict[str, list] = {"key": [r["key"] for r in rows], "text": [r["text"] for r in rows]}
-    if spec.is_pair:
-        columns["text_pair"] = [r["text_pair"] for r in rows]
-    columns["label"] = [r["label"] for r in rows]
-    features = datasets.Features({
-        **{c: datasets.Value("string") for c in columns if c != "label"},
-        "label": datasets.Value("float32") if spec.is_regression else datasets.ClassLabel(names=list(spec.label_names)),
-    })
-    return datasets.Dataset.from_dict(columns, features=features)
+    return rows_dataset(spec, _SPLITS[spec.name]["rows"][split])
 
 
 def resolve_task(cfg) -> TaskSpec:

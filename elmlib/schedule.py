@@ -70,7 +70,6 @@ def plan(scale: str, seeds: int = 1, first_seed: int = 0, only: list[str] | None
         if unknown:
             raise ValueError(f"jobs {unknown} are not allowed at scale={scale!r}; expected some of {sorted(kinds)}")
         kinds = {k: v for k, v in kinds.items() if k in only or any(k in kinds[o] for o in only)}
-    jobs = []
     return [Job(name, seed, after) for seed in range(first_seed, first_seed + seeds) for name, after in kinds.items()]
 
 

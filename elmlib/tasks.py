@@ -298,8 +298,6 @@ def make_split_file(name: str, force: bool = False) -> Path:
 
 
 def _load_offline(spec: TaskSpec, split: str):
-    import datasets
-
     rows = _read_offline(spec.name)
     path = _split_file(spec.name)
     if not path.exists():
@@ -327,10 +325,17 @@ def _load_offline(spec: TaskSpec, split: str):
         if len(chosen) != expected:
             raise RuntimeError(f"{spec.name}/{split}: {len(chosen)} rows, the stored split says {expected}; "
                                "the packaged data changed (check the data package version)")
-    columns: dict[str, list] = {"key": [r["key"] for r in chosen], "text": [r["text"] for r in chosen]}
+    return rows_dataset(spec, chosen)
+
+
+def rows_dataset(spec: TaskSpec, rows: list[dict]):
+    """Rows (key, text, [text_pair], label) as a ``datasets.Dataset`` with the task's label feature."""
+    import datasets
+
+    columns: dict[str, list] = {"key": [r["key"] for r in rows], "text": [r["text"] for r in rows]}
     if spec.is_pair:
-        columns["text_pair"] = [r["text_pair"] for r in chosen]
-    columns["label"] = [r["label"] for r in chosen]
+        columns["text_pair"] = [r["text_pair"] for r in rows]
+    columns["label"] = [r["label"] for r in rows]
     features = datasets.Features({
         **{c: datasets.Value("string") for c in columns if c != "label"},
         "label": datasets.Value("float32") if spec.is_regression else datasets.ClassLabel(names=list(spec.label_names)),
