@@ -109,8 +109,9 @@ class EvolutionarySearch:
     def _evaluate(self, genomes: list[Genome]) -> None:
         for genome in genomes:
             arch = self.decode(genome)
-            self.evaluated[genome] = Evaluated(genome, arch, self.params(arch), float(self.score(arch)),
-                                               self.generation)
+            score = float(self.score(arch))  # NaN (e.g. Pearson of constant predictions) ranks last
+            self.evaluated[genome] = Evaluated(genome, arch, self.params(arch),
+                                               -math.inf if math.isnan(score) else score, self.generation)
 
     def top(self, k: int) -> list[Evaluated]:
         return sorted(self.evaluated.values(), key=lambda e: (-e.score, e.params, e.genome))[:k]
@@ -221,6 +222,6 @@ class EvolutionarySearch:
 
     @staticmethod
     def _checked_score(score) -> float:
-        if isinstance(score, bool) or not isinstance(score, (int, float)) or not math.isfinite(score):
-            raise ValueError(f"score {score!r} is not a finite number")
+        if isinstance(score, bool) or not isinstance(score, (int, float)) or math.isnan(score) or score == math.inf:
+            raise ValueError(f"score {score!r} is not a finite number (or -inf, an unscoreable architecture)")
         return float(score)

@@ -72,10 +72,26 @@ def config(scale: str, seed: int = 0, task: str = "boolq", budget: float | None 
                                                 **overrides})
 
 
+def _finished(cfg: SearchConfig, run_dir: Path, stages) -> bool:
+    """Whether ``run_dir`` is ``cfg``'s run with every stage in ``stages`` done: then it is only read, and
+    takes no lock (jobs that read the main run go on while its baselines retrain under its lock)."""
+    path = Path(run_dir) / "config.json"
+    try:
+        same = json.loads(path.read_text()) == cfg.to_dict()
+    except (OSError, ValueError):
+        return False
+    return same and all((Path(run_dir) / f"{stage}.done.json").exists() for stage in stages)
+
+
 def _run(cfg: SearchConfig, run_dir: Path, stages=STAGES) -> Path:
+    if _finished(cfg, run_dir, stages):
+        return Path(run_dir)
     # Fine-tune (or load from cache) the task teacher first, so no stage's recorded time includes it.
-    if not all((Path(run_dir) / f"{stage}.done.json").exists() for stage in stages):
-        SearchRun(cfg, run_dir, progress=False).task_teacher()
+    run = SearchRun(cfg, run_dir, progress=False)
+    try:
+        run.task_teacher()
+    finally:
+        run.close()
     return run_search(cfg, run_dir, progress=False, stages=stages)
 
 

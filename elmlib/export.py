@@ -79,8 +79,8 @@ def read_finished_run(run_dir: str | os.PathLike) -> FinishedRun:
     fix = "delete retrain.done.json and run the search again to retrain"
     config = _read_json(path / "config.json", "the run folder is damaged: use another run folder")
     try:
-        cfg = resolve_config(config.get("scale", "paper"), overrides=config)
-    except UserError as err:
+        cfg = SearchConfig.from_dict(config)  # settings added later take the values that made the run
+    except (UserError, TypeError) as err:
         raise UserError(f"{path / 'config.json'}: {err}") from None
     provenance = _read_json(path / "final_metrics.provenance.json", fix)
     problem = cache.problem(path / "model", {"recipe": provenance.get("recipe_digest")})

@@ -18,6 +18,7 @@ import fcntl
 import json
 import os
 import shutil
+import warnings
 import weakref
 from pathlib import Path
 
@@ -56,6 +57,14 @@ def _lock(path: Path) -> bool:
         os.close(fd)
         raise RunFolderBusy(f"run folder {path} is in use by process {holder}; wait for it to finish, "
                             "or use another --run-dir") from None
+    except OSError as err:  # a file system without flock (some network and FUSE mounts)
+        os.close(fd)
+        if err.errno not in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL):
+            raise
+        warnings.warn(f"run folder {path}: this file system cannot lock files ({err.strerror}); the folder is "
+                      "used unlocked: make sure no other process runs in it")
+        _HELD[key] = [-1, 1]
+        return True
     os.ftruncate(fd, 0)
     os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
     _HELD[key] = [fd, 1]
@@ -69,7 +78,8 @@ def _unlock(key: str) -> None:
     held[1] -= 1
     if held[1] <= 0:
         del _HELD[key]
-        os.close(held[0])  # closing the descriptor releases the flock
+        if held[0] >= 0:
+            os.close(held[0])  # closing the descriptor releases the flock
 
 
 def _entries(path: Path) -> list[str]:
@@ -159,11 +169,15 @@ def _decide(path: Path, config: dict, overwrite: bool, writable: bool) -> str:
         return "adopt" if not owned and writable else "resume"
     if not overwrite:
         what = f"differs in {_changed_keys(old, config)}" if old is not None else "has no config.json"
-        raise UserError(f"run folder {path} was made with another config ({what}); use another --run-dir "
-                        "or --overwrite")
+        fix = "use another --run-dir or --overwrite" if owned else (
+            "use another --run-dir (it predates elmlib's marker, so --overwrite will not delete it; to resume it, "
+            "set the differing settings to the folder's values)")
+        raise UserError(f"run folder {path} was made with another config ({what}); {fix}")
     if not owned:
         raise UserError(f"run folder {path} has no {MARKER} marker, so --overwrite will not delete it; "
                         "delete it yourself or use another --run-dir")
     if not writable:
         raise UserError(f"run folder {path} is read-only, so --overwrite cannot empty it")
+    if _HELD.get(_key(path), [0, 0])[1] > 1:  # this process holds it elsewhere (our own claim is the other)
+        raise UserError(f"run folder {path} is open elsewhere in this process, so --overwrite will not empty it")
     return "overwrite"

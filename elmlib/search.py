@@ -162,12 +162,16 @@ class SearchRun:
                             f"architectures have {low:,} to {high:,} parameters")
         self.dist = Distributed()
         self.folder = claim_run_folder(self.dir, cfg.to_dict(), cfg.digest(), overwrite) if self.dist.is_main else None
-        if self.dist.is_main and self.spec.source == "file":
-            self.keep_data_split()
-        self.dist.barrier()
-        if not self.dist.is_main and json.loads((self.dir / "config.json").read_text()) != cfg.to_dict():
-            raise UserError(f"rank {self.dist.rank}: run folder {self.dir} holds another config")
-        self.device = self.dist.device(device_for(cfg))
+        try:
+            if self.dist.is_main and self.spec.source == "file":
+                self.keep_data_split()
+            self.dist.barrier()
+            if not self.dist.is_main and json.loads((self.dir / "config.json").read_text()) != cfg.to_dict():
+                raise UserError(f"rank {self.dist.rank}: run folder {self.dir} holds another config")
+            self.device = self.dist.device(device_for(cfg))
+        except BaseException:
+            self.close()  # a failed start never keeps the folder locked
+            raise
         self.times: dict[str, float] = {}
         self.clock: tuple[str, float, float] | None = None  # (running stage, its start, earlier attempts' s)
 
@@ -177,9 +181,8 @@ class SearchRun:
 
         record, path = split_record(self.spec.name), self.dir / "data_split.json"
         if path.exists() and json.loads(path.read_text())["task"] != record["task"]:
-            self.close()
             raise UserError(f"data file {self.cfg.task} changed since run folder {self.dir} was made (it now "
-                            f"reads as {record['task']}); restore the file, or pass --overwrite or another --run-dir")
+                            f"reads as {record['task']}); restore the file, or use another --run-dir")
         if not path.exists():
             write_json(record, path)
 

@@ -14,6 +14,7 @@ checkpoint and ends, on CPU, with the same result as an uninterrupted run.
 from __future__ import annotations
 
 import contextlib
+import errno
 import itertools
 import json
 import math
@@ -90,6 +91,10 @@ def fit(model: nn.Module, batches_for_epoch: Callable[[int], Iterable[dict]], st
                 print(f"step {len(losses)}/{steps}: loss {sum(losses[-log_every:]) / log_every:.4f}", flush=True)
         if len(losses) == before:
             raise ValueError(f"epoch {epoch} yielded no batches; fit needs a non-empty training set")
+    bad = [name for name, t in model.state_dict().items() if t.is_floating_point() and not torch.isfinite(t).all()]
+    if bad:  # a finite last loss can still leave NaN weights (e.g. an infinite gradient clipped)
+        raise TrainingDiverged(f"fine-tuning diverged: {bad[0]} is not finite after {len(losses)} steps; lower the "
+                               f"learning rate (now {lr:g}, e.g. teacher_lr)")
     return losses
 
 
@@ -117,6 +122,13 @@ def load_tensors(path: Path, fmt: str | None = None) -> dict:
     ``format`` entry it must carry."""
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
+    except (PermissionError, FileNotFoundError, MemoryError):  # not the file's content: never "delete it"
+        raise
+    except OSError as err:
+        if err.errno in (errno.EIO, errno.ENOSPC):  # the disk, not the file's content
+            raise
+        raise UserError(f"{path} is not an elmlib checkpoint (torn: {err.strerror}); delete it to restart "
+                        "this stage") from None
     except Exception as err:  # UnpicklingError for a foreign pickle, RuntimeError/EOFError for torn files
         raise UserError(f"{path} is not an elmlib checkpoint ({type(err).__name__}); delete it to restart "
                         "this stage") from None

@@ -545,3 +545,68 @@ def test_the_paper_preset_offline_names_every_missing_hub_item_in_one_line(tmp_p
     assert code == 2 and not (tmp_path / "run").exists()
     assert_one_line(err, "corpus='wikipedia' (wikimedia/wikipedia)", "corpus='bookcorpus' (bookcorpus/bookcorpus)",
                     "teacher='bert-base-uncased'", "--set teacher=teacher --set corpus=offline")
+
+
+def test_an_overwrite_never_empties_a_folder_this_process_still_holds(tmp_path):
+    first = SearchRun(SMOKE, tmp_path / "run")
+    (tmp_path / "run" / "pretrain.done.json").write_text("{}")
+    with pytest.raises(UserError, match="open elsewhere in this process"):
+        SearchRun(resolve_config("smoke", overrides={"seed": 1}), tmp_path / "run", overwrite=True)
+    assert (tmp_path / "run" / "pretrain.done.json").exists()
+    first.close()
+
+
+def test_a_finished_run_is_read_without_its_lock(tmp_path):
+    """Jobs that only read the main run go on while its baselines retrain under its lock."""
+    from elmlib import experiments
+
+    SearchRun(SMOKE, tmp_path / "run").close()
+    for stage in ("pretrain", "finetune", "search", "heads", "retrain"):
+        (tmp_path / "run" / f"{stage}.done.json").write_text("{}")
+    holder = _hold_lock(tmp_path / "run")
+    try:
+        assert experiments._run(SMOKE, tmp_path / "run") == tmp_path / "run"
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait()
+
+
+def test_a_file_system_without_locks_is_used_with_a_warning(tmp_path, monkeypatch):
+    import errno as errno_
+
+    import elmlib.runfolder as rf
+
+    def no_locks(fd, op):
+        raise OSError(errno_.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(rf.fcntl, "flock", no_locks)
+    with pytest.warns(UserWarning, match="cannot lock files"):
+        run = SearchRun(SMOKE, tmp_path / "run")
+    run.close()
+
+
+def test_an_unscoreable_architecture_ranks_last_and_the_state_still_resumes(tmp_path):
+    decode = lambda g: Architecture.uniform(2, "bert", "none", 8 * (1 + g[0]), 2)  # noqa: E731
+    make = lambda: EvolutionarySearch(  # noqa: E731
+        2, 3, decode, lambda a: 100 * a.layers[0].ffn_dim, 2000,
+        lambda a: float("nan") if a.layers[0].ffn_dim == 8 else a.layers[0].ffn_dim / 100,
+        settings=EvolutionSettings(population=3, generations=2, parents=2), state_path=tmp_path / "s.json")
+    search = make()
+    search.step()
+    unscoreable = [e for e in search.evaluated.values() if e.arch.layers[0].ffn_dim == 8]
+    assert unscoreable and all(e.score == -math.inf for e in unscoreable)
+    assert search.best().score > -math.inf
+    assert make().evaluated.keys() == search.evaluated.keys()
+
+
+def test_fine_tuning_that_ends_with_non_finite_weights_is_refused():
+    class Model(torch.nn.Module):  # a finite loss whose gradient is infinite: sqrt at 0
+        def __init__(self):
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.zeros(1))
+
+        def forward(self, x):
+            return type("Out", (), {"loss": torch.sqrt(self.w * x).sum()})
+
+    with pytest.raises(TrainingDiverged, match="w is not finite"):
+        fit(Model(), lambda e: iter([{"x": torch.ones(1)}]), 1, lr=1e-3)
