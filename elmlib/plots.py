@@ -19,7 +19,7 @@ from pathlib import Path
 import pandas as pd
 
 from . import paper
-from .experiments import stage_seconds
+from .records import found_arch, stage_seconds
 from .figsave import save_figure
 from .files import figures_dir, results_dir
 from .inputs import CSV_ERRORS, failure_line, raise_failures, read_json, read_results_csv
@@ -225,8 +225,6 @@ def plot_fig6(df: pd.DataFrame):
 
 def fig5_table(run_dirs: dict, scale: str, seed: int) -> pd.DataFrame:
     """run_dirs maps a model name (e.g. ELM-Small) -> its run folder; one row per layer."""
-    from .experiments import found_arch
-
     return pd.concat([found_arch(d).assign(model=name) for name, d in run_dirs.items()],
                      ignore_index=True).assign(scale=scale, seed=seed)
 
