@@ -26,7 +26,7 @@ from elmlib.errors import TrainingDiverged, UserError
 from elmlib.evolution import EvolutionarySearch, EvolutionSettings
 from elmlib.objective import predict
 from elmlib.cache import publish_model, published
-from elmlib.runfolder import LOCK, MARKER, claim_run_folder
+from elmlib.runfolder import LOCK, MARKER
 from elmlib.search import SearchRun, load_supernet
 from elmlib.space import Architecture
 from elmlib.training import TrainLoop, adamw, fit, load_checkpoint, save_checkpoint
