@@ -6,7 +6,7 @@ exactly ``--new-tokens`` new tokens, at batch 1 and batch 8. The ELM models are 
 ``save_pretrained`` and reloaded through ``AutoModelForCausalLM`` (what a user gets). Measured in one
 run, the pairs alternately (round-robin), median of ``--repeats`` timings each.
 
-ELM rows: the documented mixed architecture of the space (``elmlib.causal_lm.documented_architecture``)
+ELM rows: the documented mixed architecture of the space (``elmlib.extensions.causal_lm.documented_architecture``)
 and an all-BERT path with GPT-2's FFN size (4 x 528): the same shapes as GPT-2, so that row compares
 implementations, not architectures. Weights are random (speed does not depend on them).
 
@@ -24,9 +24,9 @@ import torch
 from transformers import AutoModelForCausalLM, GPT2Config, GPT2LMHeadModel
 
 import elmlib
-from elmlib.causal_lm import documented_architecture
-from elmlib.files import results_dir, write_result
-from elmlib.space import Architecture, SearchSpace
+from elmlib.extensions.causal_lm import documented_architecture
+from elmlib.io.files import results_dir, write_result
+from elmlib.nas.space import Architecture, SearchSpace
 
 VOCAB = 50257
 

@@ -25,15 +25,15 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from elmlib.config import SearchConfig, resolve_config
-from elmlib.corpus import mlm_batches
-from elmlib.files import project_root, results_dir, write_result
-from elmlib.objective import Objective
-from elmlib.search import build_supernet, kd_loss, run_search
-from elmlib.supernet import candidate_key
-from elmlib.teachers import load_teacher
-from elmlib.tokenization import load_tokenizer
-from elmlib.training import adamw, autocast, path_rng
+from elmlib.pipeline.config import SearchConfig, resolve_config
+from elmlib.data.corpus import mlm_batches
+from elmlib.io.files import project_root, results_dir, write_result
+from elmlib.nas.objective import Objective
+from elmlib.pipeline.search import build_supernet, kd_loss, run_search
+from elmlib.nas.supernet import candidate_key
+from elmlib.data.teachers import load_teacher
+from elmlib.data.tokenization import load_tokenizer
+from elmlib.train.training import adamw, autocast, path_rng
 
 
 def sizes_per_epoch(growth: pd.DataFrame, initial: dict[str, int], epochs: int) -> list[dict[str, int]]:

@@ -1,5 +1,5 @@
 """elmlib's DistributedDataParallel path on a GPU: step time with and without DDP, and whether the
-losses agree, with the pretraining step of ``elmlib.search`` (stage 1) built from elmlib's own classes.
+losses agree, with the pretraining step of ``elmlib.pipeline.search`` (stage 1) built from elmlib's own classes.
 
     python -m torch.distributed.run --standalone --nproc_per_node 1 benchmarks/bench_gpu_ddp.py single --json X
     python -m torch.distributed.run --standalone --nproc_per_node 2 benchmarks/bench_gpu_ddp.py pair --backend gloo --json Y
@@ -79,14 +79,14 @@ import torch.distributed as dist  # noqa: E402
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from elmlib.config import resolve_config  # noqa: E402
-from elmlib.corpus import mlm_batches  # noqa: E402
-from elmlib.distributed import Distributed  # noqa: E402
-from elmlib.objective import Objective, to_device  # noqa: E402
-from elmlib.search import build_supernet, kd_loss  # noqa: E402
-from elmlib.teachers import load_teacher  # noqa: E402
-from elmlib.tokenization import load_tokenizer  # noqa: E402
-from elmlib.training import TrainLoop, adamw, path_rng  # noqa: E402
+from elmlib.pipeline.config import resolve_config  # noqa: E402
+from elmlib.data.corpus import mlm_batches  # noqa: E402
+from elmlib.train.distributed import Distributed  # noqa: E402
+from elmlib.nas.objective import Objective, to_device  # noqa: E402
+from elmlib.pipeline.search import build_supernet, kd_loss  # noqa: E402
+from elmlib.data.teachers import load_teacher  # noqa: E402
+from elmlib.data.tokenization import load_tokenizer  # noqa: E402
+from elmlib.train.training import TrainLoop, adamw, path_rng  # noqa: E402
 
 
 class GroupDistributed(Distributed):

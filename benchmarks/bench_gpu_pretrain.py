@@ -43,7 +43,7 @@ def run(label: str, out: Path, warmup: int, argv: list[str]) -> int:
     t_start = time.time()
     import torch
 
-    from elmlib import training
+    from elmlib.train import training
     from elmlib.__main__ import main as elmlib_main
 
     cuda = torch.cuda.is_available()
@@ -53,7 +53,7 @@ def run(label: str, out: Path, warmup: int, argv: list[str]) -> int:
     run_dir = Path(_arg(argv, "--run-dir") or ".")
 
     def stats() -> dict:
-        from elmlib.config import parse_sets, resolve_config
+        from elmlib.pipeline.config import parse_sets, resolve_config
 
         sets = parse_sets([argv[i + 1] for i, a in enumerate(argv) if a == "--set"])
         cfg = resolve_config(_arg(argv, "--scale") or "smoke", _arg(argv, "--task"), _arg(argv, "--budget"), sets)

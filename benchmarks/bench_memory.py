@@ -3,7 +3,7 @@
     python benchmarks/bench_memory.py [--scale small] [--batches 40] [--threads 1]
 
 The masked-LM objective decodes only the masked positions, whose number differs from batch to batch.
-Under CPU bf16 autocast every new matmul shape keeps memory (oneDNN), so `elmlib.objective` pads the
+Under CPU bf16 autocast every new matmul shape keeps memory (oneDNN), so `elmlib.nas.objective` pads the
 masked rows to a multiple of 64. This runs the supernet's own masked-LM head (dense, LayerNorm, tied
 30522-word decoder) at the scale's widths, forward and backward, on the masked positions of real
 pretraining batches (the offline corpus), once per variant in a fresh process: ``padded`` (the
@@ -33,10 +33,10 @@ def measure(variant: str, scale: str, batches: int, threads: int) -> dict:
     import torch
     import torch.nn.functional as F
 
-    from elmlib.corpus import mlm_batches
-    from elmlib.modeling_elm import ElmMLMHead
-    from elmlib.objective import MASKED_ROWS_MULTIPLE, pad_rows_under_cpu_autocast
-    from elmlib.space import SearchSpace
+    from elmlib.data.corpus import mlm_batches
+    from elmlib.model.modeling_elm import ElmMLMHead
+    from elmlib.nas.objective import MASKED_ROWS_MULTIPLE, pad_rows_under_cpu_autocast
+    from elmlib.nas.space import SearchSpace
 
     torch.set_num_threads(threads)
     torch.manual_seed(0)
@@ -74,7 +74,7 @@ def main() -> None:
         print(json.dumps(measure(args.variant, args.scale, args.batches, args.threads)))
         return
     from bench_precision import cpu_bf16_support, save_and_show  # this folder is on sys.path as a script
-    from elmlib.files import results_dir
+    from elmlib.io.files import results_dir
 
     start = time.time()
     rows = []

@@ -21,9 +21,9 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from elmlib.config import resolve_config
-from elmlib.files import results_dir, write_result
-from elmlib.search import run_search
+from elmlib.pipeline.config import resolve_config
+from elmlib.io.files import results_dir, write_result
+from elmlib.pipeline.search import run_search
 
 
 def cpu_bf16_support() -> str:

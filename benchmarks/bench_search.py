@@ -20,13 +20,13 @@ import pandas as pd
 import torch
 from torch.utils import benchmark
 
-from elmlib.config import parse_sets, resolve_config
-from elmlib.corpus import mlm_batches
-from elmlib.files import project_root, results_dir, write_result
-from elmlib.modeling_elm import ElmForMaskedLM
-from elmlib.search import STAGES, Objective, SearchRun, run_search
-from elmlib.teachers import load_teacher
-from elmlib.training import adamw
+from elmlib.pipeline.config import parse_sets, resolve_config
+from elmlib.data.corpus import mlm_batches
+from elmlib.io.files import project_root, results_dir, write_result
+from elmlib.model.modeling_elm import ElmForMaskedLM
+from elmlib.pipeline.search import STAGES, Objective, SearchRun, run_search
+from elmlib.data.teachers import load_teacher
+from elmlib.train.training import adamw
 
 
 def step_timer(objective, teacher, batch, arch) -> benchmark.Timer:

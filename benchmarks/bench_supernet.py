@@ -24,8 +24,8 @@ from transformers import BertConfig
 from transformers.models.bert.modeling_bert import BertLayer
 
 import elmlib
-from elmlib.files import results_dir, write_result
-from elmlib.modeling_elm import build_block
+from elmlib.io.files import results_dir, write_result
+from elmlib.model.modeling_elm import build_block
 
 
 def median_time(fn, min_run_time: float) -> float:

@@ -16,9 +16,9 @@ from transformers import (
     AutoModelForSequenceClassification,
 )
 
-from .configuration_elm import ElmConfig
-from .growth import grow_ffn
-from .modeling_elm import (
+from elmlib.model.configuration_elm import ElmConfig
+from elmlib.nas.growth import grow_ffn
+from elmlib.model.modeling_elm import (
     BertBlock,
     ElmForCausalLM,
     ElmForMaskedLM,
@@ -27,8 +27,8 @@ from .modeling_elm import (
     ElmModel,
     MobileBertBlock,
 )
-from .space import CANDIDATES, Architecture, LayerChoice, SearchSpace
-from .supernet import Supernet
+from elmlib.nas.space import CANDIDATES, Architecture, LayerChoice, SearchSpace
+from elmlib.nas.supernet import Supernet
 
 __version__ = "0.1.0"
 

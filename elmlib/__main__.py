@@ -12,14 +12,14 @@ import os
 import sys
 
 COMMANDS = {
-    "demo": ("elmlib.demo", "short supernet demo: SPOS training steps, extraction, export"),
-    "search": ("elmlib.search", "the ELM search end to end (Algorithm 2), resumable"),
-    "export": ("elmlib.export", "write a finished search's model as a folder transformers loads, with a model card"),
-    "runs": ("elmlib.schedule", "build the run folders a scale's notebooks read, several at a time"),
-    "proxy": ("elmlib.proxies", "score architectures with zero-cost proxies (FlexiBERT benchmark)"),
-    "data": ("elmlib.tasks", "list, inspect and prepare the task registry and corpora"),
-    "figures": ("elmlib.plots", "re-render the paper's figures from results/*.csv; --report prints the results table"),
-    "report": ("elmlib.report", "print the markdown results table of docs/results.md from results/*.csv"),
+    "demo": ("elmlib.repro.demo", "short supernet demo: SPOS training steps, extraction, export"),
+    "search": ("elmlib.pipeline.search", "the ELM search end to end (Algorithm 2), resumable"),
+    "export": ("elmlib.pipeline.export", "write a finished search's model as a folder transformers loads, with a model card"),
+    "runs": ("elmlib.repro.schedule", "build the run folders a scale's notebooks read, several at a time"),
+    "proxy": ("elmlib.extensions.proxies", "score architectures with zero-cost proxies (FlexiBERT benchmark)"),
+    "data": ("elmlib.data.tasks", "list, inspect and prepare the task registry and corpora"),
+    "figures": ("elmlib.repro.plots", "re-render the paper's figures from results/*.csv; --report prints the results table"),
+    "report": ("elmlib.repro.report", "print the markdown results table of docs/results.md from results/*.csv"),
 }
 
 
@@ -40,7 +40,7 @@ def _one_line(err: BaseException) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """Run one command; expected errors print ``error: ...`` on one line (exit 2; divergence 3)."""
-    from .errors import TrainingDiverged
+    from elmlib.errors import TrainingDiverged
 
     debug, argv = _debug(sys.argv[1:] if argv is None else argv)
     try:

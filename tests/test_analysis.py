@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from elmlib.analysis import (MinibatchCKA, PCAAccumulator, block_similarity, centroid_cosine, head_number, linear_cka,
+from elmlib.nas.analysis import (MinibatchCKA, PCAAccumulator, block_similarity, centroid_cosine, head_number, linear_cka,
                              pca_score)
 
 
@@ -82,7 +82,7 @@ def test_block_similarity():
 
 
 def test_latency_runs_on_one_cpu_thread_and_restores_the_caller_settings():
-    from elmlib.analysis import latency_ms
+    from elmlib.nas.analysis import latency_ms
 
     seen = []
 

@@ -4,8 +4,8 @@ from transformers import BertConfig, MobileBertConfig
 from transformers.models.bert.modeling_bert import BertLayer
 from transformers.models.mobilebert.modeling_mobilebert import MobileBertLayer
 
-from elmlib.configuration_elm import ElmConfig
-from elmlib.modeling_elm import build_block, sdpa_mask
+from elmlib.model.configuration_elm import ElmConfig
+from elmlib.model.modeling_elm import build_block, sdpa_mask
 
 
 def _config(**kw):

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import elmlib
-from elmlib import causal_lm as clm
+from elmlib.extensions import causal_lm as clm
 from helpers import tiny_space
 
 ROOT = Path(__file__).resolve().parent.parent

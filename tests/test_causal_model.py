@@ -14,7 +14,7 @@ from transformers import AutoModelForCausalLM
 
 import elmlib
 from helpers import all_candidate_archs, tiny_space
-from elmlib.modeling_elm import CACHE_NAME, output_cache
+from elmlib.model.modeling_elm import CACHE_NAME, output_cache
 
 
 def _perturbed(model, seed=0):

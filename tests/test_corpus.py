@@ -2,7 +2,8 @@
 import pytest
 import torch
 
-from elmlib import corpus, tokenization
+from elmlib.data import corpus
+from elmlib.data import tokenization
 
 
 @pytest.fixture(scope="module")

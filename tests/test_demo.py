@@ -1,7 +1,7 @@
 """The `python -m elmlib demo` job: SPOS training on real text, path scoring, export and exact reload."""
 import pandas as pd
 
-from elmlib.demo import run
+from elmlib.repro.demo import run
 
 
 def test_demo_trains_scores_exports_and_reloads(tmp_path, monkeypatch):

@@ -2,8 +2,8 @@ import json
 
 import pytest
 
-from elmlib.evolution import EvolutionarySearch, EvolutionSettings
-from elmlib.space import CANDIDATES, Architecture, LayerChoice
+from elmlib.nas.evolution import EvolutionarySearch, EvolutionSettings
+from elmlib.nas.space import CANDIDATES, Architecture, LayerChoice
 from helpers import tiny_space
 
 SPACE = tiny_space(num_layers=6)

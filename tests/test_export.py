@@ -88,8 +88,8 @@ def test_exported_folder_loads_without_elmlib(tmp_path, trained_like):
 
 
 def test_mean_pooling_head_ignores_padding_and_survives_export(tmp_path):
-    from elmlib.modeling_elm import ElmForSequenceClassification
-    from elmlib.space import Architecture, SearchSpace
+    from elmlib.model.modeling_elm import ElmForSequenceClassification
+    from elmlib.nas.space import Architecture, SearchSpace
 
     space = SearchSpace.preset("smoke")
     arch = Architecture.uniform(4, "mobilebert", "qv", 32, 4)

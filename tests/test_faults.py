@@ -21,15 +21,15 @@ import pytest
 import torch
 
 from elmlib.__main__ import main as cli
-from elmlib.config import resolve_config
+from elmlib.pipeline.config import resolve_config
 from elmlib.errors import TrainingDiverged, UserError
-from elmlib.evolution import EvolutionarySearch, EvolutionSettings
-from elmlib.objective import predict
-from elmlib.cache import publish_model, published
-from elmlib.runfolder import LOCK, MARKER
-from elmlib.search import SearchRun, load_supernet
-from elmlib.space import Architecture
-from elmlib.training import TrainLoop, adamw, fit, load_checkpoint, save_checkpoint
+from elmlib.nas.evolution import EvolutionarySearch, EvolutionSettings
+from elmlib.nas.objective import predict
+from elmlib.io.cache import publish_model, published
+from elmlib.pipeline.runfolder import LOCK, MARKER
+from elmlib.pipeline.search import SearchRun, load_supernet
+from elmlib.nas.space import Architecture
+from elmlib.train.training import TrainLoop, adamw, fit, load_checkpoint, save_checkpoint
 
 ROOT = Path(__file__).resolve().parent.parent
 SMOKE = resolve_config("smoke")
@@ -188,8 +188,8 @@ def test_a_folder_made_before_the_marker_is_adopted_only_with_the_same_config(tm
 def _hold_lock(folder: Path) -> subprocess.Popen:
     code = textwrap.dedent(f"""
         import sys, time
-        from elmlib.config import resolve_config
-        from elmlib.runfolder import claim_run_folder
+        from elmlib.pipeline.config import resolve_config
+        from elmlib.pipeline.runfolder import claim_run_folder
         cfg = resolve_config("smoke")
         held = claim_run_folder({str(folder)!r}, cfg.to_dict(), cfg.digest())
         print("locked", flush=True)
@@ -230,7 +230,7 @@ def test_a_finished_run_in_a_read_only_folder_can_still_be_read(tmp_path):
 
 def test_a_finished_run_on_a_read_only_disk_can_still_be_read(tmp_path, monkeypatch):
     """As root (CI), permissions do not bind: simulate the read-only disk at the lock's open()."""
-    import elmlib.runfolder as rf
+    import elmlib.pipeline.runfolder as rf
 
     real_open = os.open
 
@@ -459,7 +459,7 @@ def test_a_malformed_arch_json_is_refused(tmp_path):
 
 
 def test_a_baseline_folder_of_another_architecture_is_not_reused(tmp_path):
-    from elmlib.retrain import retrain_architecture
+    from elmlib.pipeline.retrain import retrain_architecture
 
     space = SMOKE.search_space()
     a1 = Architecture.uniform(space.num_layers, "bert", "none", space.ffn_min, space.num_heads)
@@ -558,7 +558,7 @@ def test_an_overwrite_never_empties_a_folder_this_process_still_holds(tmp_path):
 
 def test_a_finished_run_is_read_without_its_lock(tmp_path):
     """Jobs that only read the main run go on while its baselines retrain under its lock."""
-    from elmlib import experiments
+    from elmlib.repro import experiments
 
     SearchRun(SMOKE, tmp_path / "run").close()
     for stage in ("pretrain", "finetune", "search", "heads", "retrain"):
@@ -574,7 +574,7 @@ def test_a_finished_run_is_read_without_its_lock(tmp_path):
 def test_a_file_system_without_locks_is_used_with_a_warning(tmp_path, monkeypatch):
     import errno as errno_
 
-    import elmlib.runfolder as rf
+    import elmlib.pipeline.runfolder as rf
 
     def no_locks(fd, op):
         raise OSError(errno_.ENOLCK, "No locks available")

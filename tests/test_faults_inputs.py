@@ -8,9 +8,13 @@ from types import SimpleNamespace
 import pandas as pd
 import pytest
 
-from elmlib import cache, plots, tasks, teachers, tokenization
+from elmlib.io import cache
+from elmlib.repro import plots
+from elmlib.data import tasks
+from elmlib.data import teachers
+from elmlib.data import tokenization
 from elmlib.__main__ import main as cli
-from elmlib.inputs import read_results_csv
+from elmlib.io.inputs import read_results_csv
 
 DEV_FILE = Path(__file__).resolve().parent.parent / "elmlib" / "benchmarks" / "flexibert_dev.json"
 
@@ -213,7 +217,7 @@ def test_failed_savefig_leaves_the_old_file_and_no_partial_one(tmp_path, monkeyp
     import matplotlib.pyplot as plt
     from matplotlib.figure import Figure
 
-    from elmlib import proxies
+    from elmlib.extensions import proxies
 
     target = tmp_path / "fig.png"
     target.write_bytes(b"the previous good figure")

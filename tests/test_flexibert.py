@@ -6,7 +6,7 @@ from importlib import resources
 import pytest
 import torch
 
-from elmlib.flexibert import (
+from elmlib.extensions.flexibert import (
     Architecture, LayerSpec, LinearTransform, SelfAttention, SeparableConv, build_model, dct_matrix,
     load_benchmark, parse_record,
 )

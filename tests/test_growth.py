@@ -4,7 +4,7 @@ import pytest
 import torch
 
 import elmlib
-from elmlib.growth import grow_ffn
+from elmlib.nas.growth import grow_ffn
 from helpers import batch, tiny_space
 
 

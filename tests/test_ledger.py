@@ -1,4 +1,4 @@
-"""The claims ledger (elmlib.ledger): the verdict rule, t-intervals and MDE against scipy, n=1, and the
+"""The claims ledger (elmlib.repro.ledger): the verdict rule, t-intervals and MDE against scipy, n=1, and the
 README / docs/results.md tables equal to what `ledger()` computes from the committed CSVs."""
 import math
 import re
@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from elmlib import ledger as L
+from elmlib.repro import ledger as L
 from elmlib.__main__ import main as cli
 
 ROOT = Path(__file__).resolve().parent.parent

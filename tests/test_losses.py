@@ -2,8 +2,8 @@ import pytest
 import torch
 from scipy.stats import pearsonr
 
-from elmlib import losses
-from elmlib.losses import DistillationLoss, kl_logits, mse, relational_loss, uniform_layer_map
+from elmlib.nas import losses
+from elmlib.nas.losses import DistillationLoss, kl_logits, mse, relational_loss, uniform_layer_map
 
 SHAPES = [(4, 7), (3, 5, 8), (2, 3, 5, 5)]
 
@@ -87,7 +87,7 @@ def test_distillation_loss_combines_layers_and_trains_the_projections(kind):
 def test_binary_relational_logit_loss_is_the_batchwise_term_with_bounded_gradients():
     """With 2 classes the per-sample correlation is a +-1 step whose gradient explodes near a tie;
     the relational logit loss uses DIST's intra-class (batch-wise) correlation instead."""
-    from elmlib.losses import DistillationLoss, intra_class_loss
+    from elmlib.nas.losses import DistillationLoss, intra_class_loss
 
     kd = DistillationLoss(2, 2, 8, 8)
     teacher = torch.randn(16, 2, generator=torch.Generator().manual_seed(0))

@@ -14,15 +14,15 @@ import pytest
 import torch
 
 import elmlib
-from elmlib import search as search_module
-from elmlib.analysis import PCAAccumulator, head_number
-from elmlib.config import SCALES, SearchConfig, resolve_config
-from elmlib.evolution import EvolutionarySearch, EvolutionSettings
-from elmlib.growth import blocks_per_epoch, grow_ffn, growth_score, select_growth
-from elmlib.losses import DistillationLoss, kl_logits
-from elmlib.search import SearchRun, run_search
-from elmlib.space import CANDIDATES, LayerChoice
-from elmlib.training import adamw
+from elmlib.pipeline import search as search_module
+from elmlib.nas.analysis import PCAAccumulator, head_number
+from elmlib.pipeline.config import SCALES, SearchConfig, resolve_config
+from elmlib.nas.evolution import EvolutionarySearch, EvolutionSettings
+from elmlib.nas.growth import blocks_per_epoch, grow_ffn, growth_score, select_growth
+from elmlib.nas.losses import DistillationLoss, kl_logits
+from elmlib.pipeline.search import SearchRun, run_search
+from elmlib.nas.space import CANDIDATES, LayerChoice
+from elmlib.train.training import adamw
 from helpers import tiny_space
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -145,7 +145,7 @@ def pretrained(tmp_path_factory):
 def test_written_pca_scores_are_the_accumulators_count_at_the_configured_threshold(pretrained):
     """Recompute the last epoch's scores: the saved supernet's FFN prefixes at the scored widths are the
     weights that were scored (growth appends units), run as uniform paths on the same held-out batches."""
-    from elmlib.corpus import mlm_batches
+    from elmlib.data.corpus import mlm_batches
 
     cfg, run_dir = pretrained
     run = SearchRun(cfg, run_dir, progress=False)

@@ -12,9 +12,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from elmlib import experiments, paper, plots
-from elmlib.config import resolve_config
-from elmlib.space import Architecture, SearchSpace
+from elmlib.repro import experiments
+from elmlib.repro import paper
+from elmlib.repro import plots
+from elmlib.pipeline.config import resolve_config
+from elmlib.nas.space import Architecture, SearchSpace
 
 ROOT = Path(__file__).resolve().parent.parent
 # The paper's notebooks and proxy_search, in dependency order: executed by this file's notebooks tier.
@@ -316,7 +318,7 @@ def test_notebooks_execute_at_smoke_scale(tmp_path):
 
 def test_epoch_tables_survive_epochs_without_rows(tmp_path):
     """The fixed-dims ablation grows nothing: growth.csv stays empty over several epochs."""
-    from elmlib.search import SearchRun
+    from elmlib.pipeline.search import SearchRun
 
     path = tmp_path / "growth.csv"
     SearchRun.upsert(path, [], 0)

@@ -1,15 +1,15 @@
-"""Data files as tasks (elmlib.filetask): real packaged rows written as CSV / JSONL, searched like any task."""
+"""Data files as tasks (elmlib.data.filetask): real packaged rows written as CSV / JSONL, searched like any task."""
 import json
 
 import pandas as pd
 import pytest
 
-from elmlib.config import resolve_config
+from elmlib.pipeline.config import resolve_config
 from elmlib.errors import UserError
-from elmlib.export import label_maps
-from elmlib.filetask import resolve_task
-from elmlib.search import SearchRun, run_search
-from elmlib.tasks import _read_offline, compute_metrics, load_task, package_dir
+from elmlib.pipeline.export import label_maps
+from elmlib.data.filetask import resolve_task
+from elmlib.pipeline.search import SearchRun, run_search
+from elmlib.data.tasks import _read_offline, compute_metrics, load_task, package_dir
 
 from test_search import TINY
 

@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from elmlib.__main__ import main as cli
-from elmlib.flexibert import Architecture, LayerSpec, build_model, load_benchmark
-from elmlib.proxies import (
+from elmlib.extensions.flexibert import Architecture, LayerSpec, build_model, load_benchmark
+from elmlib.extensions.proxies import (
     BASELINES, DEV_SETTINGS, PROXIES, Proxy, bert_role, cross_validate, effective_rank, fit_setting, layerwise_score,
     participation_rank, proxy_features, score_benchmark, singular_values, zerolm_score,
 )

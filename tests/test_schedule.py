@@ -6,8 +6,8 @@ import threading
 
 import pytest
 
-from elmlib import experiments as ex
-from elmlib import schedule
+from elmlib.repro import experiments as ex
+from elmlib.repro import schedule
 
 
 def test_plan_waits_for_the_main_run_where_stages_are_copied():

@@ -7,9 +7,9 @@ import pandas as pd
 import pytest
 import torch
 
-from elmlib.config import parse_budget, parse_sets, resolve_config
-from elmlib.search import SearchRun, run_search
-from elmlib.training import load_checkpoint, save_checkpoint
+from elmlib.pipeline.config import parse_budget, parse_sets, resolve_config
+from elmlib.pipeline.search import SearchRun, run_search
+from elmlib.train.training import load_checkpoint, save_checkpoint
 
 # A few steps of everything: the whole pipeline in seconds.
 TINY = dict(max_length=32, pretrain_epochs=2, pretrain_steps=4, pretrain_batch_size=8, finetune_steps=3,
@@ -116,7 +116,7 @@ def test_pipeline_writes_every_artifact(uninterrupted):
 
 
 def test_feature_collapse_measures_both_saved_supernets(uninterrupted, tmp_path):
-    from elmlib.experiments import feature_collapse
+    from elmlib.repro.experiments import feature_collapse
 
     table = feature_collapse(uninterrupted, limit=20)
     assert list(table.stage) == ["pretrain", "finetune"] and (table.rows == 20).all()
@@ -160,8 +160,8 @@ def test_killed_run_resumes_to_the_same_result(tmp_path, monkeypatch, uninterrup
 
 
 def test_any_architecture_retrains_with_the_same_recipe(uninterrupted, monkeypatch, tmp_path):
-    from elmlib.search import retrain_architecture
-    from elmlib.space import Architecture
+    from elmlib.pipeline.search import retrain_architecture
+    from elmlib.nas.space import Architecture
 
     monkeypatch.setenv("ELMLIB_RESULTS", str(tmp_path))
     arch = Architecture.uniform(4, "mobilebert", "none", 32, 4)
@@ -233,10 +233,10 @@ def test_importance_tracker_sorts_units_and_preserves_the_function():
     import random
     from types import SimpleNamespace
 
-    from elmlib.importance import ImportanceAccumulator
-    from elmlib.search import ImportanceTracker
-    from elmlib.space import SearchSpace
-    from elmlib.supernet import Supernet
+    from elmlib.nas.importance import ImportanceAccumulator
+    from elmlib.pipeline.search import ImportanceTracker
+    from elmlib.nas.space import SearchSpace
+    from elmlib.nas.supernet import Supernet
 
     net = Supernet(SearchSpace.preset("smoke", ffn_init=48), seed=0).eval()  # no dropout: repeatable
     arch = net.sample(random.Random(0))
@@ -298,7 +298,7 @@ def test_bf16_training_is_deterministic_and_tracks_fp32(tmp_path):
 
 
 def test_precision_of_every_experiment_from_the_environment(monkeypatch):
-    from elmlib import experiments
+    from elmlib.repro import experiments
 
     monkeypatch.delenv("ELMLIB_PRECISION", raising=False)
     assert experiments.config("smoke").precision == "fp32"
@@ -312,8 +312,8 @@ def test_precision_of_every_experiment_from_the_environment(monkeypatch):
 def test_the_search_cost_needs_no_retrained_model(tmp_path, monkeypatch):
     """The efficiency notebook asks for SEARCH_STAGES only: the run folders stop before retraining, their
     recorded stage times are the ones it plots, and a later full call finishes the same folder."""
-    from elmlib import experiments as ex
-    from elmlib import plots
+    from elmlib.repro import experiments as ex
+    from elmlib.repro import plots
 
     def tiny(scale, seed=0, task="boolq", budget=None, **overrides):
         return resolve_config(scale, task, budget, {"seed": seed, **TINY, **overrides})

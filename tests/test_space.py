@@ -5,7 +5,7 @@ import pytest
 import torch
 
 import elmlib
-from elmlib.space import CANDIDATES, Architecture, LayerChoice, SearchSpace
+from elmlib.nas.space import CANDIDATES, Architecture, LayerChoice, SearchSpace
 from helpers import tiny_space
 
 

@@ -4,8 +4,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from elmlib import squad, tasks
-from elmlib.tokenization import load_tokenizer
+from elmlib.extensions import squad
+from elmlib.data import tasks
+from elmlib.data.tokenization import load_tokenizer
 
 FIXTURE = Path(__file__).parent / "fixtures" / "squad.json"
 
@@ -103,7 +104,7 @@ def encoder(tmp_path_factory):
     import torch
 
     from elmlib import SearchSpace
-    from elmlib.modeling_elm import ElmForMaskedLM
+    from elmlib.model.modeling_elm import ElmForMaskedLM
 
     space = SearchSpace.preset("smoke")
     folder = tmp_path_factory.mktemp("encoder")
@@ -136,7 +137,7 @@ def test_finetune_memorises_the_fixture_and_caches(encoder, examples, tmp_path):
 
 
 def test_finetune_resumes_where_it_was_killed(encoder, examples, tmp_path, monkeypatch):
-    from elmlib.training import Interrupted
+    from elmlib.train.training import Interrupted
 
     whole = squad.finetune_squad(encoder, tmp_path / "whole", _memorise(12), train=examples, dev=examples)
     monkeypatch.setenv("ELMLIB_INTERRUPT_AT", "squad:7")
@@ -165,7 +166,7 @@ def test_finetune_settings_are_checked(encoder, examples, tmp_path):
 
 
 def test_table3_offline_reports_why(monkeypatch):
-    from elmlib import experiments
+    from elmlib.repro import experiments
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     ours, status = experiments.squad_scores("smoke", 0)

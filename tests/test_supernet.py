@@ -4,7 +4,7 @@ import pytest
 import torch
 
 import elmlib
-from elmlib.space import Architecture
+from elmlib.nas.space import Architecture
 from helpers import all_candidate_archs, batch, tiny_space
 
 

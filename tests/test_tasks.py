@@ -7,7 +7,7 @@ import pytest
 from scipy.stats import pearsonr, spearmanr
 from sklearn.metrics import f1_score, matthews_corrcoef
 
-from elmlib import tasks
+from elmlib.data import tasks
 
 # Row counts (DATA.md) and sha256 of the sorted row keys of each split: a split that moves fails here.
 EXPECTED = {

@@ -3,9 +3,9 @@ import pandas as pd
 import pytest
 import torch
 
-from elmlib import teachers
-from elmlib.tasks import HubUnavailable
-from elmlib.tokenization import load_tokenizer
+from elmlib.data import teachers
+from elmlib.data.tasks import HubUnavailable
+from elmlib.data.tokenization import load_tokenizer
 
 
 def test_teacher_outputs_hidden_states_and_attentions():
@@ -100,7 +100,7 @@ def _finetune_counting(marker: str) -> None:
 
 
 def test_concurrent_runs_train_one_teacher_once(tmp_path, monkeypatch):
-    """Run folders of one seed started together (elmlib.schedule) share a teacher: one trains it, the
+    """Run folders of one seed started together (elmlib.repro.schedule) share a teacher: one trains it, the
     others wait on its lock and load it from the cache."""
     import multiprocessing
 

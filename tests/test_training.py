@@ -3,7 +3,7 @@ import pytest
 import torch
 from torch import nn
 
-from elmlib.training import fit
+from elmlib.train.training import fit
 
 
 class Regression(nn.Module):
@@ -31,7 +31,7 @@ def test_fit_refuses_an_empty_training_set_instead_of_spinning():
 
 
 def test_autocast_contexts():
-    from elmlib.training import autocast
+    from elmlib.train.training import autocast
 
     layer = torch.nn.Linear(4, 3)
     x = torch.randn(2, 4)
@@ -46,7 +46,7 @@ def test_autocast_contexts():
 def test_masked_rows_are_padded_only_under_cpu_autocast_and_change_neither_loss_nor_gradients():
     """The masked-LM head sees a few row counts under CPU bf16 autocast (each new matmul shape keeps
     memory there, benchmarks/bench_memory.py) and exactly the masked rows otherwise."""
-    from elmlib.objective import pad_rows_under_cpu_autocast
+    from elmlib.nas.objective import pad_rows_under_cpu_autocast
 
     torch.manual_seed(0)
     head = nn.Linear(8, 50)

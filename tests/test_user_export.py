@@ -21,10 +21,10 @@ import torch
 
 import elmlib
 from elmlib.__main__ import main as cli
-from elmlib.cache import MANIFEST, file_digest
-from elmlib.config import parse_sets, resolve_config
-from elmlib.export import MARKER, export_run, search_command
-from elmlib.tasks import get_task, load_task, source_files
+from elmlib.io.cache import MANIFEST, file_digest
+from elmlib.pipeline.config import parse_sets, resolve_config
+from elmlib.pipeline.export import MARKER, export_run, search_command
+from elmlib.data.tasks import get_task, load_task, source_files
 from test_search import TINY
 
 ROOT = Path(elmlib.__file__).resolve().parent.parent
@@ -81,7 +81,7 @@ def exported(outside, tmp_path_factory):
 
 
 def _own_probabilities(model_dir: Path, texts, pairs, max_length: int) -> torch.Tensor:
-    """elmlib's own model and tokenization (elmlib.tokenization.encode_pairs: truncation at max_length)."""
+    """elmlib's own model and tokenization (elmlib.data.tokenization.encode_pairs: truncation at max_length)."""
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
@@ -216,7 +216,7 @@ def test_out_must_be_new_empty_or_an_earlier_export(outside, exported, tmp_path,
 
 @pytest.mark.skipif(sys.platform != "linux", reason="the XDG layout of the user's cache folder")
 def test_default_folders_follow_the_environment_and_the_working_directory(tmp_path, monkeypatch):
-    from elmlib import files
+    from elmlib.io import files
 
     for var in ("ELMLIB_CACHE", "ELMLIB_RESULTS", "ELMLIB_FIGURES", "XDG_CACHE_HOME"):
         monkeypatch.delenv(var, raising=False)

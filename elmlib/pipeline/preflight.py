@@ -1,0 +1,158 @@
+"""Checks of a resolved search config against this machine, before a run folder is touched.
+
+``SearchConfig`` checks each setting's type and range; ``preflight`` checks what depends on the
+machine and the data: the stages named, the device and its precision, the task, corpus and teacher
+being reachable (packaged, a local folder, the local hub cache, or the hub itself) and
+``max_length`` against the position tables. Each failure is one line naming the setting, the
+value and what is allowed.
+
+    preflight(cfg, stages=("pretrain", "finetune"))
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+from elmlib.pipeline.config import SearchConfig
+from elmlib.errors import UserError
+from elmlib.train.runtime import resolve_device
+
+STAGES = ("pretrain", "finetune", "search", "heads", "retrain")
+
+
+def check_stages(stages) -> tuple[str, ...]:
+    stages = tuple(stages)
+    unknown = [s for s in stages if s not in STAGES]
+    if unknown or not stages:
+        raise UserError(f"--stages {','.join(stages) or '(empty)'} is not allowed; expected a comma-separated "
+                        f"subset of {','.join(STAGES)}")
+    return stages
+
+
+def check_device(cfg: SearchConfig) -> None:
+    """``device`` names a device this machine has; ``precision=bf16`` is supported there."""
+    try:
+        device = resolve_device(cfg.device)
+    except (RuntimeError, ValueError):
+        raise UserError(f"setting device={cfg.device!r} is not allowed; expected auto, cpu, cuda or "
+                        "cuda:N") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UserError(f"setting device={cfg.device!r} is not allowed: this machine has no CUDA GPU "
+                        "(use device=cpu or auto)")
+        if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+            raise UserError(f"setting device={cfg.device!r} is not allowed: this machine has "
+                            f"{torch.cuda.device_count()} CUDA device(s)")
+        if device.type not in ("cpu", "cuda"):
+            raise UserError(f"setting device={cfg.device!r} is not allowed; expected auto, cpu, cuda or cuda:N")
+    if cfg.precision == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        raise UserError("setting precision='bf16' is not allowed on this GPU (no bfloat16 support); use fp32")
+
+
+def hub_cached(repo: str, kind: str) -> bool:
+    """Whether the local hub cache holds ``repo`` (a model or a dataset) from an earlier download."""
+    from huggingface_hub import constants
+
+    return (Path(constants.HF_HUB_CACHE) / f"{kind}s--{repo.replace('/', '--')}").is_dir()
+
+
+def _hub_usable(repo: str, kind: str) -> bool:
+    from elmlib.data.tasks import hub_offline, hub_reachable
+
+    return hub_cached(repo, kind) or (not hub_offline() and hub_reachable())
+
+
+def check_task(cfg: SearchConfig) -> None:
+    """A known, scoreable task whose packaged files are installed (hub tasks: see ``hub_needs``)."""
+    from elmlib.data.filetask import resolve_task
+    from elmlib.data.tasks import source_files
+
+    try:
+        spec = resolve_task(cfg)  # a data file is read and checked here, before any folder is made
+    except KeyError as err:
+        raise UserError(str(err).strip("\"'")) from None
+    if spec.num_labels < 1:
+        raise UserError(f"task={cfg.task!r} is extractive QA; the search scores classification/regression "
+                        "tasks (use elmlib.extensions.squad for QA fine-tuning)")
+    if spec.source == "offline":
+        try:
+            source_files(cfg.task)
+        except FileNotFoundError as err:
+            raise UserError(str(err)) from None
+
+
+def _teacher_is_hub_id(teacher: str) -> bool:
+    return teacher != "teacher" and not Path(teacher).expanduser().is_dir() and not teacher.startswith((".", "/", "~"))
+
+
+def hub_needs(cfg: SearchConfig) -> list[str]:
+    """The settings that need the hub and find it neither reachable nor in the local cache."""
+    from elmlib.data.corpus import ONLINE, corpus_sources
+    from elmlib.data.filetask import resolve_task
+
+    spec = resolve_task(cfg)
+    needs = [f"task={cfg.task!r} ({spec.hub_id[0]})"] if spec.source == "hub" and not _hub_usable(
+        spec.hub_id[0], "dataset") else []
+    try:
+        parts = corpus_sources(cfg.corpus)
+    except ValueError as err:
+        raise UserError(f"setting {err}") from None
+    needs += [f"corpus={part!r} ({ONLINE[part][0]})" for part in parts
+              if part != "offline" and not _hub_usable(ONLINE[part][0], "dataset")]
+    if _teacher_is_hub_id(cfg.teacher) and not _hub_usable(cfg.teacher, "model"):
+        needs.append(f"teacher={cfg.teacher!r}")
+    return needs
+
+
+def check_hub(cfg: SearchConfig) -> None:
+    """One line naming every hub item that cannot be had, and the offline substitutes."""
+    needs = hub_needs(cfg)
+    if needs:
+        raise UserError(f"setting {', '.join(needs)} needs the hub, which is out of reach (and not in the local "
+                        "cache); offline, run the same widths with --set teacher=teacher --set corpus=offline and an "
+                        "offline task (boolq, rotten_tomatoes, trec, sms_spam, crowdflower)")
+
+
+def teacher_positions(cfg: SearchConfig) -> int | None:
+    """The teacher's position table size, read from its config.json; None for a hub id (checked when it
+    downloads). A missing packaged teacher or a folder without config.json is an error."""
+    from elmlib.data.tokenization import teacher_dir
+
+    if _teacher_is_hub_id(cfg.teacher):
+        return None
+    if cfg.teacher == "teacher":
+        try:
+            folder = teacher_dir()
+        except FileNotFoundError as err:
+            raise UserError(f"setting teacher='teacher': {err}") from None
+    else:
+        folder = Path(cfg.teacher).expanduser()
+        if not (folder / "config.json").is_file():
+            raise UserError(f"setting teacher={cfg.teacher!r} is not allowed: no model folder with a config.json "
+                            "there (expected a transformers model folder, a hub id or 'teacher')")
+    try:
+        return int(json.loads((folder / "config.json").read_text()).get("max_position_embeddings", 0)) or None
+    except (OSError, ValueError):
+        raise UserError(f"teacher folder {folder}: config.json is not valid JSON") from None
+
+
+def check_lengths(cfg: SearchConfig) -> None:
+    space = cfg.search_space()
+    limit = space.max_position_embeddings
+    teacher = teacher_positions(cfg)
+    if teacher is not None:
+        limit = min(limit, teacher)
+    if cfg.max_length > limit:
+        raise UserError(f"setting max_length={cfg.max_length} is not allowed; expected at most {limit} "
+                        f"(the position tables of the {space.name!r} space and the teacher)")
+
+
+def preflight(cfg: SearchConfig, stages=STAGES) -> tuple[str, ...]:
+    """Every check that needs no run folder; returns the stages, validated."""
+    stages = check_stages(stages)
+    check_device(cfg)
+    check_task(cfg)
+    check_hub(cfg)
+    check_lengths(cfg)
+    return stages
