@@ -11,7 +11,8 @@ from elmlib.model.configuration_elm import ElmConfig
 from elmlib.nas.growth import grow_ffn
 from elmlib.nas.importance import (ImportanceAccumulator, estimate_importance, narrow, permute_ffn_,
                                    permute_heads_, reorder_, reorder_block_, shrink_ffn_, unit_order)
-from elmlib.model.modeling_elm import ElmForSequenceClassification, ElmModel, build_block, sdpa_mask
+from elmlib.model.blocks import build_block
+from elmlib.model.modeling_elm import ElmForSequenceClassification, ElmModel, sdpa_mask
 from elmlib.nas.space import Architecture
 from elmlib.nas.supernet import Supernet
 from elmlib.repro.importance_study import classifier_from_teacher, run_reordering
