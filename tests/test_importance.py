@@ -6,13 +6,16 @@ import pandas as pd
 import pytest
 import torch
 
+from elmlib.data.teachers import load_teacher
 from elmlib.model.configuration_elm import ElmConfig
 from elmlib.nas.growth import grow_ffn
 from elmlib.nas.importance import (ImportanceAccumulator, estimate_importance, narrow, permute_ffn_,
-                               permute_heads_, reorder_, reorder_block_, shrink_ffn_, unit_order)
-from elmlib.model.modeling_elm import ElmForSequenceClassification, ElmModel, build_block, sdpa_mask
+                                   permute_heads_, reorder_, reorder_block_, shrink_ffn_, unit_order)
+from elmlib.model.blocks import build_block
+from elmlib.model.modeling_elm import ElmForSequenceClassification, ElmModel, sdpa_mask
 from elmlib.nas.space import Architecture
 from elmlib.nas.supernet import Supernet
+from elmlib.repro.importance_study import classifier_from_teacher, run_reordering
 from helpers import batch, tiny_space
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -318,9 +321,6 @@ def test_shrinking_a_grown_block_keeps_its_important_units():
 # --------------------------------------------------------------------------- the measurement helpers
 
 def test_classifier_from_teacher_reproduces_the_teacher_encoder():
-    from elmlib.nas.importance import classifier_from_teacher
-    from elmlib.data.teachers import load_teacher
-
     bert = load_teacher(output_hidden_states=False, output_attentions=False)
     model = classifier_from_teacher(2, layers=2).eval()
     ids, mask = _ids()
@@ -334,8 +334,6 @@ def test_classifier_from_teacher_reproduces_the_teacher_encoder():
 
 
 def test_run_reordering_rejects_bad_settings():
-    from elmlib.nas.importance import run_reordering
-
     with pytest.raises(ValueError, match="scale='huge' is not allowed"):
         run_reordering(scale="huge")
     with pytest.raises(ValueError, match="task='rotten_tomatoes_score' is not allowed"):

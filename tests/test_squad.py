@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from elmlib.extensions import squad
-from elmlib.data import tasks
+from elmlib.data import sources
 from elmlib.data.tokenization import load_tokenizer
 
 FIXTURE = Path(__file__).parent / "fixtures" / "squad.json"
@@ -87,7 +87,7 @@ def test_doc_stride_windows_and_oracle_round_trip(examples, tok):
 def test_bad_stride_and_hub_fail_fast(tok, examples):
     with pytest.raises(ValueError, match="doc_stride"):
         squad.prepare_train_features(examples, tok, max_length=64, doc_stride=64)
-    with pytest.raises(tasks.HubUnavailable, match="squad"):
+    with pytest.raises(sources.HubUnavailable, match="squad"):
         squad.load_squad("1.1", "dev")
     with pytest.raises(ValueError, match="'1.1', '2.0'"):
         squad.load_squad("3", "dev")

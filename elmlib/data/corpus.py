@@ -23,8 +23,9 @@ from typing import Iterable, Iterator
 import numpy as np
 import torch
 
+from elmlib.data.sources import hub_load, package_dir
+from elmlib.data.tokenization import content_hash, load_tokenizer, raw_backend, tokenizer_fingerprint
 from elmlib.io.files import atomic_write, cache_dir
-from elmlib.data.tasks import hub_load, package_dir
 from elmlib.train.runtime import seeded_generator
 
 HELDOUT_FRACTION = 0.05  # documents kept out of pretraining, for held-out MLM loss / perplexity
@@ -203,8 +204,6 @@ def pack_sequences(token_lists: Iterable[list[int]], max_length: int, cls_id: in
 def packed_corpus(tokenizer, max_length: int = 128, split: str = "train", source: str = "offline",
                   include_enwiki: bool = False, max_documents: int | None = None) -> torch.Tensor:
     """Packed token rows [n, max_length] of the corpus, cached as .npy keyed by content and tokenizer."""
-    from elmlib.data.tokenization import content_hash, load_tokenizer, raw_backend, tokenizer_fingerprint
-
     tokenizer = load_tokenizer(tokenizer) if isinstance(tokenizer, str) else tokenizer
     docs = corpus_documents(split, source, include_enwiki, max_documents)
     key = (f"{source}{'+enwiki' if include_enwiki else ''}-{split}-v{CORPUS_READER_VERSION}-{content_hash(docs)}"
@@ -284,8 +283,6 @@ class MLMBatches:
 def mlm_batches(tokenizer="teacher", max_length: int = 128, batch_size: int = 32, split: str = "train",
                 seed: int = 0, source: str = "offline", **corpus_kwargs) -> MLMBatches:
     """Masked-LM batches of the (cached, packed) pretraining corpus."""
-    from elmlib.data.tokenization import load_tokenizer
-
     tokenizer = load_tokenizer(tokenizer) if isinstance(tokenizer, str) else tokenizer
     rows = packed_corpus(tokenizer, max_length, split, source, **corpus_kwargs)
     return MLMBatches(rows, tokenizer, batch_size, seed, shuffle=split == "train")

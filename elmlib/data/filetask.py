@@ -8,27 +8,29 @@ by a seeded hash of each row's text (``split_seed``); the rest is split 90/10 in
 search as the paper does. The task's name, ``file-<stem>-<digest12>``, hashes the file bytes, the
 dev file, the column settings and the seed, so tokenized splits and teachers are cached by content.
 
-    spec = resolve_task(resolve_config("smoke", task="reviews.csv"))   # or get_task("reviews.csv")
-    load_task(spec.name, "search")                                     # datasets.Dataset, like any task
+    spec = register("reviews.csv", label_column="stars")     # resolve_task(config) / get_task("reviews.csv")
+    load_split(spec, "search")                                # datasets.Dataset, like any task
 """
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import re
 from pathlib import Path
 
 import numpy as np
 
+from elmlib.data.registry import DEV_FRACTION, SEARCH_FRACTION, TASKS, TaskSpec
+from elmlib.data.rows import dedupe, hash_holdout, row_key, rows_dataset
 from elmlib.errors import UserError
-from elmlib.data.tasks import DEV_FRACTION, SEARCH_FRACTION, TASKS, TaskSpec, hash_holdout, row_key, rows_dataset
 
 SUFFIXES = (".csv", ".tsv", ".jsonl", ".parquet")
 READER_VERSION = 1  # bump when the rows read from a file change: renames every file task
 IMBALANCE = 1.5  # largest / smallest class count above which MCC is reported (and macro-F1 leads)
 FILE_TASKS: dict[str, TaskSpec] = {}  # registered file tasks by name (file-<stem>-<digest12>)
-_SPLITS: dict[str, dict] = {}
-_SEEN: dict[tuple, str] = {}  # (files' path, size, mtime; settings) -> name  # name -> {"rows": {split: [row, ...]}, "record": the split's record}
+_SPLITS: dict[str, dict] = {}  # name -> {"rows": {split: [row, ...]}, "record": the split's record}
+_SEEN: dict[tuple, str] = {}  # (files' path, size, mtime; settings) -> name
 
 
 def is_file_task(name: str) -> bool:
@@ -38,7 +40,7 @@ def is_file_task(name: str) -> bool:
 
 def read_table(path: str | Path):
     """The file as a pandas DataFrame; a missing or unreadable file is one line naming it."""
-    import pandas as pd
+    import pandas as pd  # heavy: pandas, needed only to read a data file
 
     path = Path(path)
     suffix = path.suffix.lower()
@@ -47,8 +49,6 @@ def read_table(path: str | Path):
     if not path.is_file():
         raise UserError(f"data file {path} does not exist (or is not a file)")
     if suffix == ".parquet":
-        import importlib.util
-
         if importlib.util.find_spec("pyarrow") is None:
             raise UserError(f"data file {path}: reading Parquet needs pyarrow; run `pip install pyarrow`")
     try:
@@ -113,14 +113,6 @@ def _rows(df, path, fields: tuple[str, ...], label: str) -> list[dict]:
             row["text_pair"] = texts[1]
         rows.append(row)
     return rows
-
-
-def _dedupe(rows: list[dict]) -> list[dict]:
-    """One row per text (pair); texts whose copies disagree on the label are dropped."""
-    groups: dict[str, list[dict]] = {}
-    for r in rows:
-        groups.setdefault(r["key"], []).append(r)
-    return [g[0] for g in groups.values() if len({repr(r["label"]) for r in g}) == 1]
 
 
 def _digest(paths, settings: dict) -> str:
@@ -192,12 +184,12 @@ def register(path: str | Path, dev_file: str = "", text_column: str = "text", te
     df = read_table(path)
     pair_required = text_pair_column != "text_pair"
     fields = _columns(df, path, text_column, text_pair_column, label_column, pair_required)
-    rows = _dedupe(_rows(df, path, fields, label_column))
+    rows = dedupe(_rows(df, path, fields, label_column), repr)
     dev_rows = None
     if dev_file:
         dev_df = read_table(dev_file)
         _columns(dev_df, Path(dev_file), *fields[:1], text_pair_column, label_column, len(fields) == 2)
-        dev_rows = _dedupe(_rows(dev_df, Path(dev_file), fields, label_column))
+        dev_rows = dedupe(_rows(dev_df, Path(dev_file), fields, label_column), repr)
     kind, names = _labels(rows, dev_rows or [], path, label_column)
     settings = dict(columns=[*fields, label_column], split_seed=split_seed, dev=bool(dev_file))
     digest = _digest([path] + ([dev_file] if dev_file else []), settings)
@@ -239,25 +231,3 @@ def split_record(name: str) -> dict:
 def load_split(spec: TaskSpec, split: str):
     """A split of a registered file task as a ``datasets.Dataset`` (key, text, [text_pair], label)."""
     return rows_dataset(spec, _SPLITS[spec.name]["rows"][split])
-
-
-def resolve_task(cfg) -> TaskSpec:
-    """The TaskSpec of a config: a registered task by name, or its data file (with the config's columns,
-    dev file and split seed), checked against the rows the config's scale needs."""
-    from elmlib.data.tasks import get_task
-
-    if not is_file_task(cfg.task):
-        if cfg.dev_file:
-            raise UserError(f"setting dev_file={cfg.dev_file!r} is only for a data-file task; task={cfg.task!r} "
-                            "has its own dev split")
-        return get_task(cfg.task)
-    spec = register(cfg.task, cfg.dev_file, cfg.text_column, cfg.text_pair_column, cfg.label_column, cfg.split_seed)
-    counts = split_record(spec.name)["counts"]
-    need = cfg.eval_batch_size
-    short = [f"{s} {counts[s]}" for s in ("search", "dev") if counts[s] < need]
-    if short or counts["train90"] < cfg.finetune_batch_size:
-        rows = int(np.ceil(need / (SEARCH_FRACTION * (1 - (0 if cfg.dev_file else DEV_FRACTION)))))
-        raise UserError(f"data file {cfg.task} has too few rows for the {cfg.scale} scale: {', '.join(short) or 'train90'} "
-                        f"rows, and the search and dev splits must each fill one eval batch ({need} rows); give at "
-                        f"least {rows} distinct rows, or lower --set eval_batch_size")
-    return spec

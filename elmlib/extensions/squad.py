@@ -32,7 +32,10 @@ import numpy as np
 import pandas as pd
 import torch
 
-from elmlib.data.tasks import SEARCH_FRACTION, get_task, hash_holdout, hub_load
+from elmlib.data.registry import SEARCH_FRACTION
+from elmlib.data.rows import hash_holdout
+from elmlib.data.sources import hub_load
+from elmlib.data.tasks import get_task
 from elmlib.train.runtime import resolve_device, seeded_generator
 
 # --------------------------------------------------------------------------- data

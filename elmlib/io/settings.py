@@ -16,6 +16,7 @@ from elmlib.errors import UserError
 _TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
 
 AT_LEAST_1 = (lambda v: v >= 1, "an integer >= 1")
+POSITIVE_INT = (lambda v: isinstance(v, int) and v >= 1, "a positive integer")
 NONNEGATIVE_INT = (lambda v: v >= 0, "an integer >= 0 (0 = the default)")
 POSITIVE = (lambda v: v > 0, "a number > 0")
 NONNEGATIVE = (lambda v: v >= 0, "a number >= 0")
@@ -71,18 +72,20 @@ def coerce(key: str, value: Any, default: Any, parse_float: Callable[[Any], floa
     return value
 
 
-def check(config: Any, choices: dict[str, Callable[[], Iterable]], ranges: Ranges) -> None:
+def check(config: Any, choices: dict[str, Callable[[], Iterable]], ranges: Ranges, owner: str | None = None) -> None:
     """Every choice setting of ``config`` is one of its allowed values; every ranged one is a number
-    (not a bool) that passes its test."""
+    (not a bool) that passes its test. Errors name ``setting <key>``, or ``<owner>.<key>`` when given
+    (a dataclass built in code rather than from a config)."""
+    name = (lambda key: f"{owner}.{key}") if owner else (lambda key: f"setting {key}")
     for key, allowed in choices.items():
         options = tuple(allowed())
         if getattr(config, key) not in options:
-            raise UserError(f"setting {key}={getattr(config, key)!r} is not allowed; expected one of {options}")
+            raise UserError(f"{name(key)}={getattr(config, key)!r} is not allowed; expected one of {options}")
     for keys, (test, what) in ranges:
         for key in keys:
             value = getattr(config, key)
             if not isinstance(value, (int, float)) or isinstance(value, bool) or not test(value):
-                raise UserError(f"setting {key}={value!r} is not allowed; expected {what}")
+                raise UserError(f"{name(key)}={value!r} is not allowed; expected {what}")
 
 
 def build(cls: type, values: dict[str, Any], parse_float: dict[str, Callable[[Any], float]] | None = None) -> Any:

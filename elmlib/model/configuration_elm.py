@@ -1,8 +1,8 @@
 """Configuration of a standalone ELM encoder (one fixed architecture of the search space).
 
-This file and ``modeling_elm.py`` are self-contained (they import only torch and transformers):
-``save_pretrained`` copies both into the model folder, so an exported model also loads with
-``trust_remote_code=True`` on a machine without elmlib.
+This file, ``blocks.py`` and ``modeling_elm.py`` are self-contained (they import only torch,
+transformers and each other, relatively): ``save_pretrained`` copies them into the model folder, so an
+exported model also loads with ``trust_remote_code=True`` on a machine without elmlib.
 
     config = ElmConfig(hidden_size=528, inner_size=132, layers=[{"block": "bert", "sharing": "qv",
                        "ffn_dim": 528, "heads": 12}] * 12)

@@ -8,6 +8,8 @@ All three stream over mini-batches, so memory does not grow with the number of t
 """
 from __future__ import annotations
 
+import time
+
 import torch
 
 
@@ -130,10 +132,8 @@ def latency_ms(model: torch.nn.Module, device: torch.device | str = "cpu", seq_l
                warmup: int = 5, cpu_threads: int = 1) -> float:
     """Median latency of batch 1 at ``seq_len`` tokens after warm-up, in ms (the same procedure for
     every model of every table; CUDA timings are synchronised). On CPU it runs on ``cpu_threads``
-    threads (then restores the setting): with several threads, other jobs on the machine make OpenMP
-    workers wait on each other and one busy core inflated a 2 ms model to 500 ms (measured)."""
-    import time
-
+    threads (then restores the setting), so other jobs on the machine do not stall OpenMP workers
+    (docs/implementation.md, "Latency")."""
     device = torch.device(device)
     was_training = model.training
     threads = torch.get_num_threads()

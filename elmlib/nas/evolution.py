@@ -20,10 +20,18 @@ from pathlib import Path
 from typing import Callable
 
 from elmlib.errors import UserError
+from elmlib.io.settings import AT_LEAST_1, OPEN_UNIT, UNIT, check
 from elmlib.io.files import write_json
 from elmlib.nas.space import Architecture
 
 Genome = tuple[int, ...]
+
+
+_EVOLUTION_RANGES = (
+    (("population", "generations", "parents", "max_tries"), AT_LEAST_1),
+    (("proxy_fraction",), OPEN_UNIT),
+    (("crossover_prob", "mutation_prob"), UNIT),
+)
 
 
 @dataclass
@@ -37,15 +45,7 @@ class EvolutionSettings:
     proxy_fraction: float = 1.0  # proxy-assisted: evaluate only this best fraction of proposals
 
     def __post_init__(self):
-        for name in ("population", "generations", "parents", "max_tries"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"EvolutionSettings.{name}={getattr(self, name)} is not allowed; expected >= 1")
-        if not 0 < self.proxy_fraction <= 1:
-            raise ValueError(f"EvolutionSettings.proxy_fraction={self.proxy_fraction} is not allowed; "
-                             "expected a value in (0, 1]")
-        for name in ("crossover_prob", "mutation_prob"):
-            if not 0 <= getattr(self, name) <= 1:
-                raise ValueError(f"EvolutionSettings.{name}={getattr(self, name)} is not allowed; expected [0, 1]")
+        check(self, {}, _EVOLUTION_RANGES, owner="EvolutionSettings")
 
 
 @dataclass

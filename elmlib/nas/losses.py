@@ -14,6 +14,7 @@ scale and a shift of either side, so the student matches *relations* not magnitu
 from __future__ import annotations
 
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
@@ -49,11 +50,9 @@ def _global_batch(x: torch.Tensor) -> torch.Tensor:
     """Under data parallelism, the rows of every rank (differentiable), so a correlation across the
     batch is the global batch's, as in one process; otherwise ``x``. Every rank then computes the same
     loss; all_gather's backward sums the ranks' gradients and DDP's mean undoes the factor."""
-    import torch.distributed as dist
-
     if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
         return x
-    from torch.distributed.nn.functional import all_gather
+    from torch.distributed.nn.functional import all_gather  # optional: torch.distributed.nn, only under DDP
 
     return torch.cat(all_gather(x.contiguous()), 0)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
+from transformers import DataCollatorWithPadding
 
 from elmlib.errors import TrainingDiverged
 from elmlib.nas.losses import DistillationLoss
@@ -34,8 +35,6 @@ class TaskBatches:
     """Dynamic-padding batches of a tokenized task split; epoch e is shuffled with seed (seed, e)."""
 
     def __init__(self, ds, tokenizer, batch_size: int, seed: int = 0, shuffle: bool = True):
-        from transformers import DataCollatorWithPadding
-
         cols = ["input_ids", "token_type_ids", "attention_mask", "labels"]
         self.rows = [dict(zip(cols, values)) for values in zip(*(ds[c] for c in cols))]
         self.collate = DataCollatorWithPadding(tokenizer, return_tensors="pt")

@@ -14,6 +14,7 @@ import json
 import random
 from dataclasses import dataclass, field
 
+from elmlib.io.settings import POSITIVE_INT, check
 from elmlib.model.configuration_elm import BLOCK_TYPES, NORMS, SHARINGS, ElmConfig
 
 CANDIDATES = tuple((b, s) for b in BLOCK_TYPES for s in SHARINGS)  # index = 3 * block + sharing (paper Fig. 6)
@@ -108,6 +109,11 @@ _PRESETS: dict[str, dict] = {
 }
 
 
+_SPACE_RANGES = ((("num_layers", "hidden_size", "inner_size", "num_heads", "ffn_min", "ffn_step", "ffn_max",
+                   "embedding_size", "vocab_size", "max_position_embeddings", "type_vocab_size",
+                   "mobilebert_num_ffn"), POSITIVE_INT),)
+
+
 @dataclass(frozen=True)
 class SearchSpace:
     """Fixed widths of the space; an `Architecture` fills in the per-layer choices."""
@@ -130,21 +136,14 @@ class SearchSpace:
     name: str = field(default="custom", compare=False)
 
     def __post_init__(self):
-        for name in ("num_layers", "hidden_size", "inner_size", "num_heads", "ffn_min", "ffn_step", "ffn_max",
-                     "embedding_size", "vocab_size", "max_position_embeddings", "type_vocab_size",
-                     "mobilebert_num_ffn"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"SearchSpace.{name}={value!r} is not allowed; expected a positive integer")
+        check(self, {}, _SPACE_RANGES, owner="SearchSpace")
         if self.ffn_min > self.ffn_max or self.ffn_min % self.ffn_step or self.ffn_max % self.ffn_step:
             raise ValueError(f"SearchSpace FFN range [{self.ffn_min}, {self.ffn_max}] step {self.ffn_step}: "
                              "min and max must be multiples of the step with min <= max")
         if self.ffn_init is None:
             object.__setattr__(self, "ffn_init", self.ffn_min)
         self._check_ffn("ffn_init", self.ffn_init)
-        if self.mobilebert_norm not in NORMS:
-            raise ValueError(f"SearchSpace.mobilebert_norm={self.mobilebert_norm!r} is not allowed; "
-                             f"expected one of {NORMS}")
+        check(self, {"mobilebert_norm": lambda: NORMS}, (), owner="SearchSpace")
         for block in BLOCK_TYPES:
             if self.attention_width(block) % self.num_heads:
                 raise ValueError(f"SearchSpace.num_heads={self.num_heads} does not divide the {block} "

@@ -16,8 +16,9 @@ import random
 import torch
 from torch import nn
 
-from elmlib.model.modeling_elm import (ElmEmbeddings, ElmMLMHead, ElmModel, ElmModelOutput, NoNorm, build_block, run_layers,
-                           sdpa_mask)
+from elmlib.model.blocks import NoNorm, build_block
+from elmlib.model.modeling_elm import ElmEmbeddings, ElmMLMHead, ElmModel, ElmModelOutput, run_layers, sdpa_mask
+from elmlib.nas.growth import grow_ffn
 from elmlib.nas.space import CANDIDATES, Architecture, LayerChoice, SearchSpace
 from elmlib.train.runtime import count_parameters
 
@@ -87,8 +88,6 @@ class Supernet(nn.Module):
 
     def grow_to(self, sizes: dict[str, int]) -> None:
         """Grow blocks to recorded sizes, e.g. before loading the state of a grown supernet."""
-        from elmlib.nas.growth import grow_ffn
-
         for key, size in sizes.items():
             layer, name = key.split("/")
             block = self.layers[int(layer)][name]

@@ -34,7 +34,7 @@ from elmlib import __version__
 from elmlib.io import cache
 from elmlib.pipeline.config import SearchConfig, resolve_config
 from elmlib.errors import UserError
-from elmlib.data.filetask import resolve_task
+from elmlib.data.tasks import resolve_task
 from elmlib.io.files import git_commit, repository, write_json
 from elmlib.pipeline.preflight import STAGES
 

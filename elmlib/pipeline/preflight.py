@@ -58,15 +58,14 @@ def hub_cached(repo: str, kind: str) -> bool:
 
 
 def _hub_usable(repo: str, kind: str) -> bool:
-    from elmlib.data.tasks import hub_offline, hub_reachable
+    from elmlib.data.sources import hub_offline, hub_reachable
 
     return hub_cached(repo, kind) or (not hub_offline() and hub_reachable())
 
 
 def check_task(cfg: SearchConfig) -> None:
     """A known, scoreable task whose packaged files are installed (hub tasks: see ``hub_needs``)."""
-    from elmlib.data.filetask import resolve_task
-    from elmlib.data.tasks import source_files
+    from elmlib.data.tasks import resolve_task, source_files
 
     try:
         spec = resolve_task(cfg)  # a data file is read and checked here, before any folder is made
@@ -89,7 +88,7 @@ def _teacher_is_hub_id(teacher: str) -> bool:
 def hub_needs(cfg: SearchConfig) -> list[str]:
     """The settings that need the hub and find it neither reachable nor in the local cache."""
     from elmlib.data.corpus import ONLINE, corpus_sources
-    from elmlib.data.filetask import resolve_task
+    from elmlib.data.tasks import resolve_task
 
     spec = resolve_task(cfg)
     needs = [f"task={cfg.task!r} ({spec.hub_id[0]})"] if spec.source == "hub" and not _hub_usable(

@@ -148,7 +148,7 @@ class ImportanceTracker:
 
 class SearchRun:
     def __init__(self, cfg: SearchConfig, run_dir: str | Path, overwrite: bool = False, progress: bool = True):
-        from elmlib.data.filetask import resolve_task
+        from elmlib.data.tasks import resolve_task
 
         self.cfg, self.dir, self.progress = cfg, Path(run_dir), progress
         preflight(cfg)  # machine, data and teacher checks: all before the run folder is touched

@@ -339,7 +339,7 @@ def ablations(scale: str, seed: int = 0, task: str = "boolq", root=None) -> pd.D
 
 def squad_status() -> str:
     """"" when SQuAD can be had, else why Table III has no numbers of ours (SQuAD is on the hub only)."""
-    from elmlib.data.tasks import hub_offline, hub_reachable
+    from elmlib.data.sources import hub_offline, hub_reachable
 
     if hub_offline() or not hub_reachable():
         return "not run: requires hub data (rajpurkar/squad, rajpurkar/squad_v2), unreachable here"
