@@ -16,7 +16,7 @@ COMMANDS = {
     "search": ("elmlib.pipeline.search", "the ELM search end to end (Algorithm 2), resumable"),
     "export": ("elmlib.pipeline.export", "write a finished search's model as a folder transformers loads, with a model card"),
     "runs": ("elmlib.repro.schedule", "build the run folders a scale's notebooks read, several at a time"),
-    "proxy": ("elmlib.extensions.proxies", "score architectures with zero-cost proxies (FlexiBERT benchmark)"),
+    "proxy": ("elmlib.repro.proxy_flexibert", "score architectures with zero-cost proxies (FlexiBERT benchmark)"),
     "data": ("elmlib.data.cli", "list, inspect and prepare the task registry and corpora"),
     "figures": ("elmlib.repro.plots", "re-render the paper's figures from results/*.csv; --report prints the results table"),
     "report": ("elmlib.repro.report", "print the markdown results table of docs/results.md from results/*.csv"),

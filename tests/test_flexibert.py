@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from elmlib.extensions.flexibert import (
-    Architecture, LayerSpec, LinearTransform, SelfAttention, SeparableConv, build_model, dct_matrix,
+    FlexiArchitecture, LayerSpec, LinearTransform, SelfAttention, SeparableConv, build_model, dct_matrix,
     load_benchmark, parse_record,
 )
 
@@ -36,7 +36,7 @@ def test_packaged_copy_is_unchanged(dev):
 @pytest.mark.parametrize("spec", ONE_OF_EACH, ids=lambda s: f"{s.operation_type}-{s.operation_parameter}")
 @pytest.mark.parametrize("hidden", [128, 256])
 def test_every_operation_builds_and_runs(spec, hidden):
-    arch = Architecture(hidden, (spec, layer())).validate()
+    arch = FlexiArchitecture(hidden, (spec, layer())).validate()
     model = build_model(arch, seed=0)
     ids = torch.randint(1, 1000, (2, 11), generator=torch.Generator().manual_seed(0))
     mask = torch.ones(2, 11)
@@ -60,7 +60,7 @@ def test_sampled_benchmark_architectures_build(dev):
 
 
 def test_parameter_count_by_hand():
-    arch = Architecture(128, (layer("SA", "SDP", 2, 512, 1), layer("LT", "DFT", 4, 1024, 3)))
+    arch = FlexiArchitecture(128, (layer("SA", "SDP", 2, 512, 1), layer("LT", "DFT", 4, 1024, 3)))
     n = sum(p.numel() for p in build_model(arch).parameters())
     h = 128
     embeddings = 30522 * 128 + 512 * 128 + 2 * 128 + 2 * 128       # word, position, type, LayerNorm; no projection
@@ -72,7 +72,7 @@ def test_parameter_count_by_hand():
 
 
 def test_hidden_256_has_embedding_projection_and_wma_per_head():
-    arch = Architecture(256, (layer("SA", "WMA", 4), layer("SA", "SDP", 4)))
+    arch = FlexiArchitecture(256, (layer("SA", "WMA", 4), layer("SA", "SDP", 4)))
     model = build_model(arch)
     assert model.embeddings.project.weight.shape == (256, 128)
     wma, sdp = (b.attention.self for b in model.encoder.layer)
@@ -97,7 +97,7 @@ def test_linear_transforms_are_parameter_free_and_correct():
 
 
 def test_separable_conv_is_local_and_per_head():
-    conv = build_model(Architecture(128, (layer("DSC", 5, 2), layer())), seed=0).encoder.layer[0].attention.self
+    conv = build_model(FlexiArchitecture(128, (layer("DSC", 5, 2), layer())), seed=0).encoder.layer[0].attention.self
     assert conv.depthwise.weight.shape == (128, 1, 5) and conv.pointwise.weight.shape == (128, 64, 1)
     x = torch.zeros(1, 20, 128)
     x[0, 10] = 1.0  # an impulse only reaches tokens within kernel//2 = 2 positions
@@ -119,8 +119,8 @@ def test_build_is_deterministic_and_leaves_global_rng_alone(dev):
 
 def test_round_trip(dev):
     for e in dev[:5]:
-        assert Architecture.from_json(e.arch.to_json()) == e.arch
-        assert Architecture.from_dict(e.arch.to_dict()) == e.arch
+        assert FlexiArchitecture.from_json(e.arch.to_json()) == e.arch
+        assert FlexiArchitecture.from_dict(e.arch.to_dict()) == e.arch
 
 
 def _record(**layer_overrides):

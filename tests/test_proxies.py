@@ -8,11 +8,13 @@ import pytest
 import torch
 
 from elmlib.__main__ import main as cli
-from elmlib.extensions.flexibert import Architecture, LayerSpec, build_model, load_benchmark
+from elmlib.extensions.flexibert import FlexiArchitecture, LayerSpec, build_model, load_benchmark
 from elmlib.extensions.proxies import (
-    BASELINES, DEV_SETTINGS, PROXIES, Proxy, bert_role, cross_validate, effective_rank, fit_setting, layerwise_score,
-    participation_rank, proxy_features, score_benchmark, singular_values, zerolm_score,
+    DEV_SETTINGS, PROXIES, Proxy, bert_role, effective_rank, layerwise_score, participation_rank, proxy_features,
+    singular_values, zerolm_score,
 )
+from elmlib.extensions.proxy_benchmark import cross_validate, fit_setting, score_benchmark
+from elmlib.repro.proxy_flexibert import BASELINES
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOK = ROOT / "notebooks" / "proxy_flexibert.ipynb"
@@ -72,7 +74,7 @@ def test_proxies_apply_to_a_transformers_bert_model():
 
 
 def arch(*layers, hidden=128):
-    return Architecture(hidden, tuple(LayerSpec(*spec) for spec in layers))
+    return FlexiArchitecture(hidden, tuple(LayerSpec(*spec) for spec in layers))
 
 
 def test_features_are_deterministic_per_seed():

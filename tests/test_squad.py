@@ -153,7 +153,7 @@ def test_finetune_resumes_where_it_was_killed(encoder, examples, tmp_path, monke
 def test_finetune_settings_are_checked(encoder, examples, tmp_path):
     with pytest.raises(ValueError, match="scale='huge' is not allowed"):
         squad.squad_settings("huge")
-    with pytest.raises(ValueError, match=r"unknown SQuAD settings \['lr_max'\]"):
+    with pytest.raises(ValueError, match=r"unknown setting\(s\) \['lr_max'\]"):
         squad.squad_settings("smoke", lr_max=1.0)
     with pytest.raises(ValueError, match="version='3' is not allowed"):
         squad.squad_settings("smoke", version="3")

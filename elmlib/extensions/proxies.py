@@ -3,35 +3,31 @@
 Implements parameter counts and a ZeroLM-style data-free score (Chen et al., "ZeroLM: Data-Free
 Transformer Architecture Search for Language Models", arXiv 2503.18646, 2025): split the network
 into token-mixing and FFN sub-modules, measure each sub-module's capacity from the singular values
-of its weight matrices, and combine the two with one balance weight. The functions take any
-``nn.Module`` plus a ``role`` function that says which parameter belongs to which sub-module; the
-default understands transformers' ``BertLayer`` names, which elmlib's FlexiBERT builder also uses.
+of its weight matrices, and combine the two with one balance weight; elmlib's ``layerwise`` variant
+applies the balance per layer and sums over depth. The functions take any ``nn.Module`` plus a
+``role`` function that says which parameter belongs to which sub-module; the default understands
+transformers' ``BertLayer`` names, which elmlib's FlexiBERT builder also uses. ``score_architecture``
+scores an architecture of elmlib's own space (proxy-assisted and proxy-only search).
 
     from elmlib.extensions.proxies import proxy_features, zerolm_score
     feats = proxy_features(model)                     # params, capacities, per sub-module
     score = zerolm_score(feats, balance=0.5)          # or: python -m elmlib proxy --benchmark flexibert
 
-Scored on the FlexiBERT benchmark (Serianni & Kalita 2023) by ``python -m elmlib proxy``; the
-cross-validated correlations are in docs/proxy.md and results/paper/proxy_flexibert.csv.
+Validated on the FlexiBERT benchmark (Serianni & Kalita 2023) by :mod:`elmlib.extensions.proxy_benchmark`;
+the cross-validated correlations are in docs/proxy.md and results/paper/proxy_flexibert.csv.
 """
 from __future__ import annotations
 
-import argparse
-import contextlib
 import math
-import time
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 import torch
 from torch import nn
 
+from elmlib.model.modeling_elm import ElmModel
 from elmlib.train.runtime import count_parameters
-
-if TYPE_CHECKING:
-    import pandas as pd
 
 MIXING, FFN = "mixing", "ffn"
 
@@ -78,8 +74,6 @@ def elm_role(name: str) -> str | None:
 def score_architecture(space, arch, seed: int = 0, proxy: str = "layerwise") -> float:
     """The recommended proxy of an architecture of elmlib's search space, from a seeded initialisation
     (no data, no training): what proxy-assisted and proxy-only search rank candidates by."""
-    from elmlib.model.modeling_elm import ElmModel
-
     if proxy not in DEV_SETTINGS:
         raise ValueError(f"proxy={proxy!r} is not allowed; expected one of {sorted(DEV_SETTINGS)}")
     with torch.random.fork_rng(devices=[]):
@@ -121,8 +115,8 @@ def weight_matrices(model: nn.Module, role: Callable[[str], str | None] = bert_r
 def singular_values(w: torch.Tensor) -> torch.Tensor:
     """Singular values of ``w`` via the eigenvalues of its smaller Gram matrix (float64).
 
-    ``eigvalsh(W^T W)`` is 10-50x faster than an SVD on CPU for 1024x1024 matrices and exact up to
-    rounding; negative rounding noise is clipped to zero.
+    ``eigvalsh(W^T W)`` avoids an SVD (docs/proxy.md, Speed) and is exact up to rounding; negative
+    rounding noise is clipped to zero.
     """
     w = w.to(torch.float64)
     gram = w.T @ w if w.shape[0] >= w.shape[1] else w @ w.T
@@ -228,7 +222,7 @@ def proxy_features(model: nn.Module, role: Callable[[str], str | None] = bert_ro
     ``measure`` picks the capacity of one matrix: ``"participation"`` (Renyi-2 effective rank; large
     matrices use a Hutchinson sketch seeded by ``seed``; the default), ``"participation_exact"``
     (same, always exact) or ``"entropy"`` (Roy & Vetterli's Shannon effective rank from the singular
-    values; ~10x slower). Same weights and seed -> same features.
+    values; slower). Same weights and seed -> same features.
     """
     if measure not in CAPACITY_MEASURES:
         raise ValueError(f"measure = {measure!r} is not allowed; expected one of {list(CAPACITY_MEASURES)}")
@@ -273,9 +267,8 @@ def layerwise_score(f: ProxyFeatures, balance: float) -> float:
     layers' balanced capacities. Reasoning: stacked layers compose, so expressivity multiplies
     with depth rather than adds (Montufar et al., NeurIPS 2014, count linear regions that grow
     exponentially with depth), while a sum of capacities (ZeroLM, parameter count) lets one wide
-    layer stand in for two. On the FlexiBERT dev file depth is the strongest single factor of GLUE
-    (4-layer models average 71.8, 2-layer ones 65.9), which this form credits and the flat sum
-    under-credits. Capacities below 1 (a sub-module with no weights) are floored at 1.
+    layer stand in for two (docs/proxy.md). Capacities below 1 (a sub-module with no weights) are
+    floored at 1.
     """
     return float(sum(balance * math.log(max(m, 1.0)) + (1 - balance) * math.log(max(c, 1.0))
                      for m, c in zip(f.layer_mixing_capacity, f.layer_ffn_capacity)))
@@ -307,281 +300,9 @@ PROXIES: dict[str, Proxy] = {
                        "elmlib: the same balance per layer, log-capacities summed over depth"),
 }
 
-#: Settings fitted on the whole FlexiBERT dev file (300 architectures, seed 0) by :func:`fit_setting`;
+#: Settings fitted on the whole FlexiBERT dev file (300 architectures, seed 0) by ``proxy_benchmark.fit_setting``;
 #: used for the CLI's columns. ``tests/test_proxies.py::test_dev_settings_refit`` re-fits them.
 #: The correlations reported for these proxies are cross-validated, never this fit.
 DEV_SETTINGS = {"zerolm": 0.4, "layerwise": 0.5}
 #: The recommended proxy: the CLI's ``score`` column.
 RECOMMENDED = "layerwise"
-
-
-# ----------------------------------------------------------------------------------------------
-# Fitting and cross-validation (numpy/scipy only; settings are chosen by Kendall tau)
-
-
-def rank_correlations(score, target) -> tuple[float, float]:
-    """(Spearman rho, Kendall tau-b) of ``score`` against ``target``."""
-    from scipy.stats import kendalltau, spearmanr
-
-    return float(spearmanr(score, target)[0]), float(kendalltau(score, target)[0])
-
-
-def proxy_values(features: list[ProxyFeatures], proxy: Proxy, setting: float | None = None) -> np.ndarray:
-    return np.array([proxy.fn(f, setting) for f in features], dtype=float)
-
-
-def fit_setting(features: list[ProxyFeatures], target, proxy: Proxy) -> float | None:
-    """The grid setting with the highest Kendall tau on (features, target); ties -> the one nearest 0.5."""
-    if not proxy.fitted:
-        return None
-    best = max(proxy.grid, key=lambda s: (round(rank_correlations(proxy_values(features, proxy, s), target)[1], 12),
-                                          -abs(s - 0.5)))
-    return float(best)
-
-
-def cross_validate(features: list[ProxyFeatures], target, proxy: Proxy, *, folds: int = 5, repeats: int = 20,
-                   seed: int = 0) -> "pd.DataFrame":
-    """Repeated k-fold: fit the setting on k-1 folds, score the held-out fold.
-
-    Returns one row per held-out fold: repeat, fold, n, setting, rho, tau. Fold assignment comes
-    from ``numpy.random.default_rng(seed)``; proxies without settings are simply scored per fold.
-    """
-    import pandas as pd
-
-    target = np.asarray(target, dtype=float)
-    n = len(features)
-    if n < 2 * folds:
-        raise ValueError(f"cross_validate: {n} architectures are too few for {folds} folds")
-    rng = np.random.default_rng(seed)
-    values_cache: dict[float | None, np.ndarray] = {}
-
-    def values(setting):
-        if setting not in values_cache:
-            values_cache[setting] = proxy_values(features, proxy, setting)
-        return values_cache[setting]
-
-    rows = []
-    for rep in range(repeats):
-        order = rng.permutation(n)
-        for k, held in enumerate(np.array_split(order, folds)):
-            train = np.setdiff1d(order, held)
-            setting = None
-            if proxy.fitted:  # same rule as fit_setting, on cached values
-                setting = max(proxy.grid, key=lambda s: (
-                    round(rank_correlations(values(s)[train], target[train])[1], 12), -abs(s - 0.5)))
-            rho, tau = rank_correlations(values(setting)[held], target[held])
-            rows.append(dict(repeat=rep, fold=k, n=len(held), setting=setting, rho=rho, tau=tau))
-    return pd.DataFrame(rows)
-
-
-# ----------------------------------------------------------------------------------------------
-# The FlexiBERT benchmark: scoring, correlation table, figure, CLI
-
-#: Reference correlations (Spearman, Kendall) from ../shared/paper/related.md, with their source.
-REFERENCES = {
-    "params": (0.645, 0.447, "number of parameters, this dev file (related.md)"),
-    "zerolm": (0.76, 0.53, "ZeroLM, all 500 FlexiBERT architectures (arXiv 2503.18646)"),
-    "layerwise": (0.80, 0.58, "goal of issue 6 (held-out architectures)"),
-}
-
-#: Scale presets: how many architectures (None = all) and how much cross-validation.
-SCALES = {
-    "smoke": dict(n_arch=60, folds=5, repeats=2),
-    "small": dict(n_arch=None, folds=5, repeats=5),
-    "paper": dict(n_arch=None, folds=5, repeats=20),
-}
-
-
-@contextlib.contextmanager
-def _torch_threads(n: int | None):
-    """Run with ``n`` intra-op threads. One thread is the fast choice for these small products on a
-    shared machine: with 2 threads and other jobs on the cores, OpenMP spinning made scoring 5-10x
-    slower in our measurements (docs/proxy.md)."""
-    old = torch.get_num_threads()
-    if n:
-        torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(old)
-
-
-def score_benchmark(entries, *, seed: int = 0, measure: str = "participation", threads: int | None = 1):
-    """Build every architecture at initialisation (``seed``) and compute all proxies.
-
-    Returns ``(df, features)``: ``df`` has one row per architecture (``id``, ``glue`` when the file
-    has scores, ``n_layers``, ``hidden_size``, raw features, one column per proxy at
-    :data:`DEV_SETTINGS`, and ``score`` = the recommended proxy); ``features`` is the list of
-    :class:`ProxyFeatures` in the same order (for cross-validation). ``df.attrs["wall_time_s"]``
-    holds the build-and-score time.
-    """
-    import pandas as pd
-
-    from elmlib.extensions.flexibert import build_model
-
-    start = time.perf_counter()
-    rows, feats = [], []
-    with _torch_threads(threads):
-        for e in entries:
-            f = proxy_features(build_model(e.arch, seed), measure=measure, seed=seed)
-            feats.append(f)
-            row = {"id": e.id}
-            if e.scores is not None:
-                row["glue"] = float(e.scores["glue"])
-            row.update(n_layers=len(e.arch.layers), hidden_size=e.arch.hidden_size,
-                       mixing_capacity=f.mixing_capacity, ffn_capacity=f.ffn_capacity)
-            for name, proxy in PROXIES.items():
-                row[name] = proxy.fn(f, DEV_SETTINGS.get(name))
-            row["score"] = row[RECOMMENDED]
-            rows.append(row)
-    df = pd.DataFrame(rows)
-    df.attrs["wall_time_s"] = time.perf_counter() - start
-    return df, feats
-
-
-#: Baselines read from the architecture description, not the weights (no settings). They are in
-#: the table to show how much of the ranking the search-space descriptors alone explain; the
-#: second one was chosen after a regression of GLUE on the descriptors of this same file
-#: (docs/proxy.md), so its figures are optimistic.
-BASELINES = {
-    "n_layers": lambda df: df["n_layers"].to_numpy(dtype=float),
-    "depth_then_hidden": lambda df: df["n_layers"].to_numpy(dtype=float) * 1e4 + df["hidden_size"].to_numpy(),
-}
-
-
-def correlation_table(df, features, *, scale: str = "smoke", seed: int = 0, folds: int = 5,
-                      repeats: int = 20) -> "pd.DataFrame":
-    """Tidy table: per proxy and metric, the cross-validated held-out mean and spread (std over
-    folds), the in-sample value on all rows, and the reference figure where one exists.
-    Rows for :data:`BASELINES` (descriptor-only rankings) use the same folds."""
-    import pandas as pd
-
-    out = []
-    glue = df["glue"].to_numpy()
-    candidates = [(name, proxy, features, df[name].to_numpy()) for name, proxy in PROXIES.items()]
-    for name, values in BASELINES.items():
-        v = values(df)
-        candidates.append((name, Proxy(name, lambda x, _: x), list(v), v))
-    for name, proxy, feats, column in candidates:
-        cv = cross_validate(feats, glue, proxy, folds=folds, repeats=repeats, seed=seed)
-        full = rank_correlations(column, glue)
-        ref = REFERENCES.get(name)
-        settings = cv["setting"].dropna()
-        for i, metric in enumerate(("spearman", "kendall")):
-            col = "rho" if metric == "spearman" else "tau"
-            common = dict(proxy=name, metric=metric, n_arch=len(df), scale=scale, seed=seed,
-                          reference_value=ref[i] if ref else float("nan"),
-                          reference_source=ref[2] if ref else "")
-            out.append(dict(common, evaluation=f"cv_heldout_{folds}fold_x{repeats}",
-                            value=float(cv[col].mean()), spread=float(cv[col].std(ddof=1)),
-                            n_folds=len(cv),
-                            fitted_setting=(f"{settings.min():g}..{settings.max():g}" if len(settings) else "")))
-            out.append(dict(common, evaluation="in_sample_all", value=full[i], spread=float("nan"),
-                            n_folds=0, fitted_setting=(f"{DEV_SETTINGS[name]:g}" if name in DEV_SETTINGS else "")))
-    cols = ["proxy", "metric", "evaluation", "value", "spread", "reference_value", "reference_source",
-            "n_arch", "n_folds", "fitted_setting", "scale", "seed"]
-    return pd.DataFrame(out)[cols]
-
-
-def plot_scatter(df, png_path, *, proxies=("params", "zerolm", "score")):
-    """Scatter of each proxy (rank-normalised x) vs GLUE, coloured by depth; writes PNG and PDF."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from elmlib.repro.figsave import save_figure
-
-    titles = {"params": "number of parameters", "zerolm": "ZeroLM-style (whole model)",
-              "score": "elmlib layerwise (recommended)", "nonemb_params": "non-embedding parameters",
-              "layerwise": "elmlib layerwise"}
-    fig, axes = plt.subplots(1, len(proxies), figsize=(3.3 * len(proxies), 3.2), sharey=True)
-    for ax, name in zip(np.atleast_1d(axes), proxies):
-        for depth, marker, colour in ((2, "o", "#1b9e77"), (4, "s", "#d95f02")):
-            sub = df[df["n_layers"] == depth]
-            ax.scatter(sub[name], sub["glue"], s=12, marker=marker, color=colour, alpha=0.7,
-                       linewidths=0, label=f"{depth} layers")
-        rho, tau = rank_correlations(df[name], df["glue"])
-        ax.set_title(f"{titles.get(name, name)}\n(in-sample) rho={rho:.2f}, tau={tau:.2f}", fontsize=9)
-        ax.set_xlabel(name, fontsize=9)
-        ax.tick_params(labelsize=8)
-        ax.grid(alpha=0.3)
-    np.atleast_1d(axes)[0].set_ylabel("GLUE dev score", fontsize=9)
-    np.atleast_1d(axes)[0].legend(fontsize=8, loc="lower right")
-    fig.tight_layout()
-    png_path = Path(png_path)
-    try:
-        for path in (png_path, png_path.with_suffix(".pdf")):
-            save_figure(fig, path, dpi=200)
-    finally:
-        plt.close(fig)
-    return png_path
-
-
-def run_flexibert(*, scale: str = "smoke", seed: int = 0, data=None, measure: str = "participation"):
-    """Score the FlexiBERT benchmark at ``scale`` and build the correlation table.
-
-    Returns ``(scores_df, table_df)``. ``smoke`` uses the first 60 architectures of the file, the
-    other scales all of them (300 for the packaged dev file).
-    """
-    from elmlib.io.inputs import benchmark_entries
-
-    if scale not in SCALES:
-        raise ValueError(f"scale = {scale!r} is not allowed; expected one of {list(SCALES)}")
-    preset = SCALES[scale]
-    entries = benchmark_entries(data, scores=True)  # correlations need every record's GLUE score
-    if preset["n_arch"]:
-        entries = entries[: preset["n_arch"]]
-    df, feats = score_benchmark(entries, seed=seed, measure=measure)
-    table = correlation_table(df, feats, scale=scale, seed=seed, folds=preset["folds"], repeats=preset["repeats"])
-    table.attrs["wall_time_s"] = df.attrs["wall_time_s"]
-    return df, table
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--benchmark", default="flexibert", choices=["flexibert"],
-                        help="benchmark format of --data (only FlexiBERT for now)")
-    parser.add_argument("--data", default=None,
-                        help="benchmark JSON (list of records, any subset); default: the packaged dev file")
-    parser.add_argument("--no-scores", action="store_true",
-                        help="score architectures only: records need no 'scores' (any are ignored), no correlations")
-    parser.add_argument("--out", required=True, help="CSV to write (with a .provenance.json beside it)")
-    parser.add_argument("--seed", type=int, default=0, help="initialisation and sketch seed")
-    parser.add_argument("--measure", default="participation", choices=sorted(CAPACITY_MEASURES),
-                        help="capacity of one weight matrix")
-    parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (1 is fastest on shared CPUs)")
-
-
-def _print_correlations(df) -> None:
-    """In-sample Spearman/Kendall of every proxy against GLUE; a correlation that is undefined (constant
-    values) is printed as such, never as a bare NaN."""
-    print(f"{'proxy':16s} {'spearman':>9s} {'kendall':>8s}   (in-sample on this file)")
-    if df["glue"].nunique() < 2:
-        print(f"undefined: all {len(df)} records have the same GLUE score ({df['glue'].iloc[0]:g})")
-        return
-    for name in [*PROXIES, "score"]:
-        if df[name].nunique() < 2:
-            print(f"{name:16s} undefined (the proxy is constant on this file)")
-            continue
-        rho, tau = rank_correlations(df[name], df["glue"])
-        print(f"{name:16s} {rho:9.3f} {tau:8.3f}")
-
-
-def main(args: argparse.Namespace) -> int:
-    from elmlib.io.files import write_result
-    from elmlib.io.inputs import benchmark_entries
-
-    if Path(args.out).is_dir():
-        raise ValueError(f"--out {args.out} is a folder; give the CSV file to write, e.g. {Path(args.out) / 'proxy.csv'}")
-    if args.threads < 1:
-        raise ValueError(f"--threads {args.threads} is not allowed; give 1 or more (1 is fastest on shared CPUs)")
-    entries = benchmark_entries(args.data, scores=not args.no_scores)  # every record checked before scoring
-    df, _ = score_benchmark(entries, seed=args.seed, measure=args.measure, threads=args.threads)
-    wall = df.attrs["wall_time_s"]
-    config = dict(benchmark=args.benchmark, data=str(args.data) if args.data else "packaged:flexibert_dev.json",
-                  scores=not args.no_scores, measure=args.measure, threads=args.threads, settings=DEV_SETTINGS, recommended=RECOMMENDED)
-    write_result(df, args.out, config=config, seed=args.seed, wall_time_s=wall, n_architectures=len(df))
-    print(f"scored {len(df)} architectures in {wall:.1f} s -> {args.out}")
-    if "glue" in df and len(df) > 2:
-        _print_correlations(df)
-    return 0

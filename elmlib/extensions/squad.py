@@ -36,7 +36,13 @@ from elmlib.data.registry import SEARCH_FRACTION
 from elmlib.data.rows import hash_holdout
 from elmlib.data.sources import hub_load
 from elmlib.data.tasks import get_task
+from elmlib.data.tokenization import load_tokenizer
+from elmlib.io import settings as validator  # "settings" names the SquadSettings argument below
+from elmlib.io.files import write_json, write_result
+from elmlib.model.modeling_elm import ElmForQuestionAnswering
+from elmlib.nas.objective import to_device
 from elmlib.train.runtime import resolve_device, seeded_generator
+from elmlib.train.training import TrainLoop, adamw
 
 # --------------------------------------------------------------------------- data
 
@@ -234,14 +240,13 @@ class SquadSettings:
     device: str = "auto"
 
     def __post_init__(self):
-        if self.version not in ("1.1", "2.0"):
-            raise ValueError(f"version={self.version!r} is not allowed; expected '1.1' or '2.0'")
-        for name in ("max_length", "doc_stride", "batch_size", "epochs", "eval_batch_size", "checkpoint_every"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name}={getattr(self, name)} is not allowed; expected >= 1")
-        for name in ("steps_per_epoch", "train_limit", "dev_limit"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name}={getattr(self, name)} is not allowed; expected >= 0 (0 = all)")
+        validator.check(self, _SQUAD_CHOICES, _SQUAD_RANGES)
+
+
+_SQUAD_CHOICES = {"version": lambda: ("1.1", "2.0")}
+_SQUAD_RANGES = ((("max_length", "doc_stride", "batch_size", "epochs", "eval_batch_size", "checkpoint_every"),
+                  validator.AT_LEAST_1),
+                 (("steps_per_epoch", "train_limit", "dev_limit"), (lambda v: v >= 0, "an integer >= 0 (0 = all)")))
 
 
 # Schedules per scale, like elmlib.pipeline.config.SCALES: the paper's, then shorter ones on subsets.
@@ -255,13 +260,9 @@ SQUAD_SCALES: dict[str, dict] = {
 
 
 def squad_settings(scale: str, **overrides) -> SquadSettings:
-    if scale not in SQUAD_SCALES:
-        raise ValueError(f"scale={scale!r} is not allowed; expected one of {tuple(SQUAD_SCALES)}")
-    unknown = set(overrides) - {f.name for f in dataclasses.fields(SquadSettings)}
-    if unknown:
-        raise ValueError(f"unknown SQuAD settings {sorted(unknown)}; allowed: "
-                         f"{[f.name for f in dataclasses.fields(SquadSettings)]}")
-    return SquadSettings(**{**SQUAD_SCALES[scale], **overrides})
+    """The scale's preset, then ``overrides``; errors name the setting, the value and what is allowed."""
+    preset = {k: v for k, v in validator.preset(scale, SQUAD_SCALES).items() if k != "scale"}  # not a field
+    return validator.build(SquadSettings, {**preset, **overrides})
 
 
 def _claim(out_dir: Path, record: dict) -> None:
@@ -274,55 +275,33 @@ def _claim(out_dir: Path, record: dict) -> None:
             raise ValueError(f"{out_dir} holds a SQuAD fine-tuning with other settings (differs in {changed}); "
                              "use another folder")
         return
-    from elmlib.io.files import write_json
-
     out_dir.mkdir(parents=True, exist_ok=True)
     write_json(record, path)
 
 
-def finetune_squad(model_dir: str | Path, out_dir: str | Path, settings: SquadSettings = SquadSettings(), *,
-                   train: list[dict] | None = None, dev: list[dict] | None = None, progress: bool = False) -> dict:
-    """Fine-tune the encoder saved in ``model_dir`` for extractive QA and score it on dev.
-
-    ``train``/``dev`` default to SQuAD ``settings.version`` from the hub (`load_squad`); any examples in
-    the same layout work (`read_squad_json`). Writes ``squad_metrics.csv`` (EM, F1, and the v2.0
-    breakdowns), ``predictions.json`` and ``model/`` into ``out_dir``; a finished folder is returned
-    from cache, an interrupted one resumes from its last checkpoint. Returns {metric: value}."""
-    from elmlib.io.files import write_json, write_result
-    from elmlib.model.modeling_elm import ElmForQuestionAnswering
-    from elmlib.nas.objective import to_device
-    from elmlib.data.tokenization import load_tokenizer
-    from elmlib.train.training import TrainLoop, adamw
-
-    s, model_dir, out_dir = settings, Path(model_dir), Path(out_dir)
-    if not (model_dir / "config.json").exists():
-        raise FileNotFoundError(f"model_dir={str(model_dir)!r} holds no saved model (config.json); expected a "
-                                "save_pretrained folder such as a run's retrain_pretrained/")
-    record = {**dataclasses.asdict(s), "model_dir": str(model_dir.resolve()),
-              "train": "squad" if train is None else f"{len(train)} given examples",
-              "dev": "squad" if dev is None else f"{len(dev)} given examples"}
-    _claim(out_dir, record)
-    metrics_path = out_dir / "squad_metrics.csv"
-    if metrics_path.exists():
-        done = pd.read_csv(metrics_path)
-        return dict(zip(done.metric, done.value.astype(float)))
-    start = time.time()
+def _examples(s: SquadSettings, train: list[dict] | None, dev: list[dict] | None) -> tuple[list[dict], list[dict]]:
+    """(train, dev) examples: the hub's SQuAD unless given; a seeded sample of ``train_limit`` training
+    questions and the first ``dev_limit`` dev ones."""
     train = load_squad(s.version, "train") if train is None else train
     dev = load_squad(s.version, "dev") if dev is None else dev
     if s.train_limit and s.train_limit < len(train):
         train = random.Random(s.seed).sample(train, s.train_limit)
-    dev = dev[:s.dev_limit] if s.dev_limit else dev
-    tokenizer = load_tokenizer("teacher")
-    feats = {k: torch.tensor(v) for k, v in prepare_train_features(train, tokenizer, s.max_length, s.doc_stride).items()}
-    n = len(feats["input_ids"])
+    return train, dev[:s.dev_limit] if s.dev_limit else dev
+
+
+def _steps_per_epoch(n: int, s: SquadSettings) -> int:
+    """Batches per epoch over ``n`` training windows; an error when the windows are too few."""
     steps = s.steps_per_epoch or n // s.batch_size
     if n < s.batch_size or steps > n // s.batch_size:
         raise ValueError(f"{n} training windows give {n // s.batch_size} batches of {s.batch_size} per epoch; "
                          f"steps_per_epoch={s.steps_per_epoch} needs more (raise train_limit or lower it)")
-    device = resolve_device(s.device)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(s.seed)  # the new QA head's initialisation
-        model = ElmForQuestionAnswering.from_pretrained(model_dir).to(device)
+    return steps
+
+
+def _train(model, feats: dict[str, torch.Tensor], steps: int, s: SquadSettings, out_dir: Path, record: dict, device,
+           progress: bool) -> TrainLoop:
+    """Fine-tune ``model`` on the training windows with a resumable ``TrainLoop`` in ``out_dir``."""
+    n = len(feats["input_ids"])
 
     def batches(epoch):
         order = torch.randperm(n, generator=seeded_generator(s.seed, epoch))
@@ -341,22 +320,60 @@ def finetune_squad(model_dir: str | Path, out_dir: str | Path, settings: SquadSe
     model.train()
     loop.resume()
     loop.run(batches, step)
+    return loop
 
+
+@torch.no_grad()
+def _predict(model, dev: list[dict], tokenizer, s: SquadSettings, device) -> dict[str, str]:
+    """Answer text per dev question: start/end logits of every window, then `postprocess_predictions`."""
     model.eval()
     features = prepare_eval_features(dev, tokenizer, s.max_length, s.doc_stride)
     inputs = {k: torch.tensor(features[k]) for k in ("input_ids", "token_type_ids", "attention_mask")}
     starts, ends = [], []
-    with torch.no_grad():
-        for i in range(0, len(inputs["input_ids"]), s.eval_batch_size):
-            out = model(**to_device({k: v[i:i + s.eval_batch_size] for k, v in inputs.items()}, device))
-            starts.append(out.start_logits.float().cpu()), ends.append(out.end_logits.float().cpu())
-    predictions = postprocess_predictions(dev, features, torch.cat(starts).numpy(), torch.cat(ends).numpy(),
-                                          version_2=s.version == "2.0")
+    for i in range(0, len(inputs["input_ids"]), s.eval_batch_size):
+        out = model(**to_device({k: v[i:i + s.eval_batch_size] for k, v in inputs.items()}, device))
+        starts.append(out.start_logits.float().cpu()), ends.append(out.end_logits.float().cpu())
+    return postprocess_predictions(dev, features, torch.cat(starts).numpy(), torch.cat(ends).numpy(),
+                                   version_2=s.version == "2.0")
+
+
+def finetune_squad(model_dir: str | Path, out_dir: str | Path, settings: SquadSettings = SquadSettings(), *,
+                   train: list[dict] | None = None, dev: list[dict] | None = None, progress: bool = False) -> dict:
+    """Fine-tune the encoder saved in ``model_dir`` for extractive QA and score it on dev.
+
+    ``train``/``dev`` default to SQuAD ``settings.version`` from the hub (`load_squad`); any examples in
+    the same layout work (`read_squad_json`). Writes ``squad_metrics.csv`` (EM, F1, and the v2.0
+    breakdowns), ``predictions.json`` and ``model/`` into ``out_dir``; a finished folder is returned
+    from cache, an interrupted one resumes from its last checkpoint. Returns {metric: value}."""
+    s, model_dir, out_dir = settings, Path(model_dir), Path(out_dir)
+    if not (model_dir / "config.json").exists():
+        raise FileNotFoundError(f"model_dir={str(model_dir)!r} holds no saved model (config.json); expected a "
+                                "save_pretrained folder such as a run's retrain_pretrained/")
+    record = {**dataclasses.asdict(s), "model_dir": str(model_dir.resolve()),
+              "train": "squad" if train is None else f"{len(train)} given examples",
+              "dev": "squad" if dev is None else f"{len(dev)} given examples"}
+    _claim(out_dir, record)
+    metrics_path = out_dir / "squad_metrics.csv"
+    if metrics_path.exists():
+        done = pd.read_csv(metrics_path)
+        return dict(zip(done.metric, done.value.astype(float)))
+    start = time.time()
+    train, dev = _examples(s, train, dev)
+    tokenizer = load_tokenizer("teacher")
+    feats = {k: torch.tensor(v) for k, v in prepare_train_features(train, tokenizer, s.max_length, s.doc_stride).items()}
+    steps = _steps_per_epoch(len(feats["input_ids"]), s)
+    device = resolve_device(s.device)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(s.seed)  # the new QA head's initialisation
+        model = ElmForQuestionAnswering.from_pretrained(model_dir).to(device)
+    loop = _train(model, feats, steps, s, out_dir, record, device, progress)
+    predictions = _predict(model, dev, tokenizer, s, device)
     metrics = squad_evaluate(dev, predictions)
     model.save_pretrained(out_dir / "model")
     write_json(predictions, out_dir / "predictions.json")
     table = pd.DataFrame([dict(metric=k, value=float(v)) for k, v in metrics.items()]).assign(
-        version=s.version, n_train=len(train), n_train_windows=n, steps=loop.total_steps, n_dev=len(dev))
+        version=s.version, n_train=len(train), n_train_windows=len(feats["input_ids"]), steps=loop.total_steps,
+        n_dev=len(dev))
     write_result(table, metrics_path, config=record, seed=s.seed, wall_time_s=time.time() - start)
     loop.ckpt_path.unlink(missing_ok=True)
     return {k: float(v) for k, v in metrics.items()}

@@ -3,15 +3,13 @@
 Every function here raises ``FileNotFoundError`` or ``ValueError`` whose message is one line: the
 file, what is wrong with it, and how to fix it. The CLI prints that line (``error: ...``, exit 2).
 
-    from elmlib.io.inputs import read_json, read_results_csv, benchmark_entries
+    from elmlib.io.inputs import read_json, read_results_csv
     records = read_json("scores.json", "benchmark file")
     df = read_results_csv("results/fig2_pca_curves.csv")        # refuses empty or truncated CSVs
-    entries = benchmark_entries("subset.json", scores=True)      # every record checked
 """
 from __future__ import annotations
 
 import json
-import math
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -97,59 +95,3 @@ def raise_failures(failed: list[tuple[str, Exception]], what: str) -> None:
     if failed:
         raise ValueError(f"{len(failed)} results CSV(s) could not be {what}: "
                          + "; ".join(m for m, _ in failed)) from failed[0][1]
-
-
-def _glue_score(record: dict, path: Path, where: str) -> float:
-    """The record's ``scores.glue`` as a finite float; anything else is an error naming the record."""
-    scores = record.get("scores")
-    hint = "add its scores or pass --no-scores to score the architectures only"
-    if scores is None:
-        raise ValueError(f"{path}: {where} has no 'scores'; {hint}")
-    if not isinstance(scores, dict) or "glue" not in scores:
-        raise ValueError(f"{path}: {where} has scores without a 'glue' value; {hint}")
-    glue = scores["glue"]
-    if isinstance(glue, bool) or not isinstance(glue, (int, float)) or not math.isfinite(glue):
-        raise ValueError(f"{path}: {where} has scores.glue = {glue!r}; it must be a finite number")
-    return float(glue)
-
-
-def benchmark_entries(path: str | os.PathLike | None, *, scores: bool = True) -> list:
-    """The FlexiBERT records of ``path`` (None: the packaged dev file) as ``BenchmarkEntry``s.
-
-    Every record is checked before anything is scored: the file must hold a non-empty JSON list of
-    records with unique ids; with ``scores`` each needs a finite ``scores.glue`` (no silent NaN
-    correlations), without it any scores are dropped."""
-    from dataclasses import replace
-
-    from elmlib.extensions.flexibert import load_benchmark, parse_record
-
-    if path is None:
-        entries = load_benchmark(None)
-        return entries if scores else [replace(e, scores=None) for e in entries]
-    path = Path(path)
-    records = read_json(path, "benchmark file", "pass --data an existing JSON file, or omit it for the packaged one")
-    if not isinstance(records, list):
-        raise ValueError(f"{path}: must hold a JSON list of FlexiBERT records, found a {type(records).__name__}")
-    if not records:
-        raise ValueError(f"{path}: holds an empty list; give at least one FlexiBERT record")
-    entries, seen = [], set()
-    for i, record in enumerate(records):
-        rid = record.get("id") if isinstance(record, dict) else None
-        where = f"record {i}" if rid is None else f"record id={rid!r}"
-        if rid is not None and (isinstance(rid, bool) or not isinstance(rid, (int, str))):
-            raise ValueError(f"{path}: {where} (index {i}): id must be an integer or a string")
-        if rid in seen:
-            raise ValueError(f"{path}: {where} appears twice; ids must be unique")
-        seen.add(rid)
-        body = {k: v for k, v in record.items() if k != "scores"} if isinstance(record, dict) else record
-        try:
-            entry = parse_record(body, i)
-        except (ValueError, TypeError, KeyError, AttributeError) as err:
-            message = one_line(err)
-            if not isinstance(err, ValueError):  # a wrong type deep in the record: say what shape is expected
-                message = (f"malformed architecture ({type(err).__name__}: {message}); records follow "
-                           "elmlib/benchmarks/flexibert_dev.json (hparams.model_hparam_overrides)")
-            raise ValueError(f"{path}: {message if where in message else f'{where}: {message}'}") from err
-        glue = _glue_score(record, path, where) if scores else None
-        entries.append(replace(entry, scores={**record["scores"], "glue": glue} if scores else None))
-    return entries

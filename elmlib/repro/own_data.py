@@ -12,7 +12,8 @@ import matplotlib.pyplot as plt
 import pandas as pd
 from transformers import pipeline
 
-from elmlib.data.tasks import _read_offline, load_task
+from elmlib.data.packaged import _read_offline
+from elmlib.data.tasks import load_task
 from elmlib.io.files import atomic_write
 
 

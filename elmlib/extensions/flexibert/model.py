@@ -1,4 +1,4 @@
-"""The FlexiBERT design space: parse benchmark records and build any architecture at initialisation.
+"""FlexiBERT models: build any architecture of the design space at initialisation, BERT-style names.
 
 FlexiBERT (Tuli et al., "FlexiBERT: Are current transformer architectures too homogeneous and
 rigid?", JAIR 2023) lets every encoder layer pick its own token-mixing operation; Serianni & Kalita
@@ -42,146 +42,15 @@ Interpretations (the benchmark gives names, not equations; docs/proxy.md repeats
 """
 from __future__ import annotations
 
-import json
 import math
-from dataclasses import asdict, dataclass
-from importlib import resources
-from pathlib import Path
-from typing import Any, Iterable
 
 import torch
 from torch import nn
 
-OPERATIONS = {"SA": ("SDP", "WMA"), "LT": ("DFT", "DCT"), "DSC": (5, 9)}
-HIDDEN_SIZES = (128, 256)
-HEADS = (2, 4)
-FF_DIMS = (512, 1024)
-NUM_FF = (1, 3)
-NUM_LAYERS = (2, 4)
+from elmlib.extensions.flexibert.benchmark import FlexiArchitecture, LayerSpec
 
 VOCAB_SIZE, EMBEDDING_SIZE, MAX_POSITIONS, TYPE_VOCAB = 30522, 128, 512, 2
 INIT_STD = 0.02
-
-PACKAGED_DEV = "flexibert_dev.json"
-
-
-def _check(field: str, value: Any, allowed: Iterable[Any]) -> None:
-    allowed = tuple(allowed)
-    # bool is an int subclass: True must not pass for 1
-    if isinstance(value, bool) or value not in allowed:
-        raise ValueError(f"FlexiBERT: {field} = {value!r} is not allowed; expected one of {list(allowed)}")
-
-
-@dataclass(frozen=True)
-class LayerSpec:
-    """One encoder layer of the FlexiBERT space (field names as in the benchmark file)."""
-
-    operation_type: str
-    operation_parameter: str | int
-    num_operation_heads: int
-    feed_forward_dimension: int
-    num_feed_forward: int
-
-    def validate(self, where: str = "layer") -> "LayerSpec":
-        _check(f"{where}.operation_type", self.operation_type, OPERATIONS)
-        _check(f"{where}.operation_parameter (for {self.operation_type})", self.operation_parameter,
-               OPERATIONS[self.operation_type])
-        _check(f"{where}.num_operation_heads", self.num_operation_heads, HEADS)
-        _check(f"{where}.feed_forward_dimension", self.feed_forward_dimension, FF_DIMS)
-        _check(f"{where}.num_feed_forward", self.num_feed_forward, NUM_FF)
-        return self
-
-
-@dataclass(frozen=True)
-class Architecture:
-    """A FlexiBERT architecture: hidden size and a tuple of layers. Round-trips through dicts/JSON."""
-
-    hidden_size: int
-    layers: tuple[LayerSpec, ...]
-
-    def validate(self) -> "Architecture":
-        _check("hidden_size", self.hidden_size, HIDDEN_SIZES)
-        _check("number of encoder_layers", len(self.layers), NUM_LAYERS)
-        for i, layer in enumerate(self.layers):
-            layer.validate(f"encoder_layers[{i}]")
-        return self
-
-    def to_dict(self) -> dict:
-        """The ``model_hparam_overrides`` form used by the benchmark file."""
-        return {"hidden_size": self.hidden_size,
-                "nas_config": {"encoder_layers": [asdict(layer) for layer in self.layers]}}
-
-    @classmethod
-    def from_dict(cls, overrides: dict) -> "Architecture":
-        """Parse a ``model_hparam_overrides`` dict; errors name the field, value and allowed values."""
-        if not isinstance(overrides, dict):
-            raise ValueError(f"FlexiBERT: model_hparam_overrides must be a dict, got {type(overrides).__name__}")
-        for key in ("hidden_size", "nas_config"):
-            if key not in overrides:
-                raise ValueError(f"FlexiBERT: model_hparam_overrides lacks field {key!r}")
-        layers_raw = overrides["nas_config"].get("encoder_layers") if isinstance(overrides["nas_config"], dict) else None
-        if not isinstance(layers_raw, list):
-            raise ValueError("FlexiBERT: nas_config.encoder_layers must be a list of layer dicts")
-        layers = []
-        for i, raw in enumerate(layers_raw):
-            missing = [f for f in LayerSpec.__dataclass_fields__ if f not in raw]
-            if missing:
-                raise ValueError(f"FlexiBERT: encoder_layers[{i}] lacks field(s) {missing}")
-            extra = sorted(set(raw) - set(LayerSpec.__dataclass_fields__))
-            if extra:
-                raise ValueError(f"FlexiBERT: encoder_layers[{i}] has unknown field(s) {extra}")
-            layers.append(LayerSpec(**{f: raw[f] for f in LayerSpec.__dataclass_fields__}))
-        return cls(hidden_size=overrides["hidden_size"], layers=tuple(layers)).validate()
-
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), sort_keys=True)
-
-    @classmethod
-    def from_json(cls, text: str) -> "Architecture":
-        return cls.from_dict(json.loads(text))
-
-
-@dataclass(frozen=True)
-class BenchmarkEntry:
-    id: int
-    arch: Architecture
-    scores: dict[str, float] | None  # None when the file carries no scores
-
-
-def parse_record(record: dict, index: int = 0) -> BenchmarkEntry:
-    """One benchmark record -> BenchmarkEntry. ``scores`` is optional (unscored candidate files)."""
-    if not isinstance(record, dict):
-        raise ValueError(f"FlexiBERT: record {index} must be a dict, got {type(record).__name__}")
-    if "id" not in record:
-        raise ValueError(f"FlexiBERT: record {index} lacks field 'id'")
-    try:
-        overrides = record["hparams"]["model_hparam_overrides"]
-    except (KeyError, TypeError):
-        raise ValueError(f"FlexiBERT: record id={record['id']} lacks hparams.model_hparam_overrides") from None
-    try:
-        arch = Architecture.from_dict(overrides)
-    except ValueError as err:
-        raise ValueError(f"record id={record['id']}: {err}") from None
-    scores = record.get("scores")
-    if scores is not None and "glue" not in scores:
-        raise ValueError(f"FlexiBERT: record id={record['id']} has scores but no 'glue'")
-    return BenchmarkEntry(id=record["id"], arch=arch, scores=scores)
-
-
-def load_benchmark(path: str | Path | None = None) -> list[BenchmarkEntry]:
-    """Read a benchmark JSON file (a list of records); ``None`` reads the packaged dev file."""
-    if path is None:
-        text = resources.files("elmlib.benchmarks").joinpath(PACKAGED_DEV).read_text()
-    else:
-        text = Path(path).read_text()
-    records = json.loads(text)
-    if not isinstance(records, list):
-        raise ValueError("FlexiBERT: a benchmark file must hold a JSON list of records")
-    entries = [parse_record(r, i) for i, r in enumerate(records)]
-    ids = [e.id for e in entries]
-    if len(set(ids)) != len(ids):
-        raise ValueError("FlexiBERT: duplicate record ids in benchmark file")
-    return entries
 
 
 # ----------------------------------------------------------------------------------------------
@@ -344,7 +213,7 @@ class Embeddings(nn.Module):
 
 
 class _Encoder(nn.Module):
-    def __init__(self, arch: Architecture):
+    def __init__(self, arch: FlexiArchitecture):
         super().__init__()
         self.layer = nn.ModuleList(FlexiLayer(arch.hidden_size, spec) for spec in arch.layers)
 
@@ -352,7 +221,7 @@ class _Encoder(nn.Module):
 class FlexiBertModel(nn.Module):
     """Encoder of one FlexiBERT architecture; ``forward(input_ids, attention_mask)`` -> hidden states."""
 
-    def __init__(self, arch: Architecture):
+    def __init__(self, arch: FlexiArchitecture):
         super().__init__()
         self.arch = arch
         self.embeddings = Embeddings(arch.hidden_size)
@@ -383,7 +252,7 @@ def init_weights(model: nn.Module, generator: torch.Generator, std: float = INIT
     return model
 
 
-def build_model(arch: Architecture | dict, seed: int = 0, *, with_embeddings: bool = True) -> FlexiBertModel:
+def build_model(arch: FlexiArchitecture | dict, seed: int = 0, *, with_embeddings: bool = True) -> FlexiBertModel:
     """Instantiate ``arch`` with weights drawn from ``torch.Generator().manual_seed(seed)``.
 
     Modules are created on the meta device (no default init, no global RNG, no wasted time) and then
@@ -391,7 +260,7 @@ def build_model(arch: Architecture | dict, seed: int = 0, *, with_embeddings: bo
     the 4M-parameter embedding tables for callers that only inspect encoder weights (faster).
     """
     if isinstance(arch, dict):
-        arch = Architecture.from_dict(arch)
+        arch = FlexiArchitecture.from_dict(arch)
     arch.validate()
     with torch.device("meta"):
         model = FlexiBertModel(arch)
