@@ -8,7 +8,7 @@ from elmlib.pipeline.config import resolve_config
 from elmlib.errors import UserError
 from elmlib.pipeline.export import label_maps
 from elmlib.data.filetask import resolve_task
-from elmlib.pipeline.search import SearchRun, run_search
+from elmlib.pipeline.run import SearchRun, run_search
 from elmlib.data.tasks import _read_offline, compute_metrics, load_task, package_dir
 
 from test_search import TINY

@@ -389,7 +389,7 @@ def run_reordering(*, scale: str = "smoke", seed: int = 0, task: str = "rotten_t
     from elmlib.io.cache import publish_model, published
     from elmlib.io.files import atomic_write
     from elmlib.model.modeling_elm import ElmForSequenceClassification
-    from elmlib.pipeline.search import TaskBatches, subset
+    from elmlib.nas.objective import TaskBatches, subset
     from elmlib.data.tasks import get_task
     from elmlib.data.tokenization import load_tokenizer, tokenize_task
 
