@@ -29,7 +29,8 @@ from elmlib.pipeline.config import SearchConfig, resolve_config
 from elmlib.data.corpus import mlm_batches
 from elmlib.io.files import project_root, results_dir, write_result
 from elmlib.nas.objective import Objective
-from elmlib.pipeline.search import build_supernet, kd_loss, run_search
+from elmlib.pipeline.context import build_supernet, kd_loss
+from elmlib.pipeline.run import run_search
 from elmlib.nas.supernet import candidate_key
 from elmlib.data.teachers import load_teacher
 from elmlib.data.tokenization import load_tokenizer
@@ -47,7 +48,7 @@ def sizes_per_epoch(growth: pd.DataFrame, initial: dict[str, int], epochs: int) 
 
 
 class Trainer:
-    """One supernet with its KD projections and AdamW, stepping as `SearchRun.stage_pretrain` does."""
+    """One supernet with its KD projections and AdamW, stepping as stage 1 (`pretrain_supernet`) does."""
 
     def __init__(self, cfg: SearchConfig, teacher):
         self.cfg = cfg

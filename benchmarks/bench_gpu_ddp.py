@@ -1,11 +1,11 @@
 """elmlib's DistributedDataParallel path on a GPU: step time with and without DDP, and whether the
-losses agree, with the pretraining step of ``elmlib.pipeline.search`` (stage 1) built from elmlib's own classes.
+losses agree, with the pretraining step of ``elmlib.pipeline.stages.supernet`` (stage 1) built from elmlib's own classes.
 
     python -m torch.distributed.run --standalone --nproc_per_node 1 benchmarks/bench_gpu_ddp.py single --json X
     python -m torch.distributed.run --standalone --nproc_per_node 2 benchmarks/bench_gpu_ddp.py pair --backend gloo --json Y
     python benchmarks/bench_gpu_ddp.py summarize OUT_DIR X Y.rank0 ...      # -> OUT_DIR/ddp.json, summary.md
 
-What runs is stage 1's step, piece for piece (``SearchRun.stage_pretrain``): ``build_supernet``, the
+What runs is stage 1's step, piece for piece (``pretrain_supernet``): ``build_supernet``, the
 packaged teacher (``load_teacher``), ``kd_loss`` (relational KD), ``Objective(net, net.predictions, kd,
 "mlm", ..., dist.denominator)``, ``Distributed.wrap`` (DDP, find_unused_parameters=True),
 ``Distributed.shard``/``mean``, ``adamw`` and ``TrainLoop`` (warm-up/decay schedule, autocast), the
@@ -83,7 +83,7 @@ from elmlib.pipeline.config import resolve_config  # noqa: E402
 from elmlib.data.corpus import mlm_batches  # noqa: E402
 from elmlib.train.distributed import Distributed  # noqa: E402
 from elmlib.nas.objective import Objective, to_device  # noqa: E402
-from elmlib.pipeline.search import build_supernet, kd_loss  # noqa: E402
+from elmlib.pipeline.context import build_supernet, kd_loss  # noqa: E402
 from elmlib.data.teachers import load_teacher  # noqa: E402
 from elmlib.data.tokenization import load_tokenizer  # noqa: E402
 from elmlib.train.training import TrainLoop, adamw, path_rng  # noqa: E402
@@ -133,7 +133,7 @@ def setup(cfg, device, steps):
 
 
 def train(cfg, teacher, batches, d: Distributed, device, precision: str, use_ddp: bool, warmup: int) -> dict:
-    """K steps of stage 1 (SearchRun.stage_pretrain's step) with ``d``; returns losses, times, weights."""
+    """K steps of stage 1 (pretrain_supernet's step) with ``d``; returns losses, times, weights."""
     space = cfg.search_space()
     sync(device)
     if device.type == "cuda":

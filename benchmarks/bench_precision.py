@@ -23,7 +23,7 @@ import torch
 
 from elmlib.pipeline.config import resolve_config
 from elmlib.io.files import results_dir, write_result
-from elmlib.pipeline.search import run_search
+from elmlib.pipeline.run import run_search
 
 
 def cpu_bf16_support() -> str:

@@ -24,7 +24,9 @@ from elmlib.pipeline.config import parse_sets, resolve_config
 from elmlib.data.corpus import mlm_batches
 from elmlib.io.files import project_root, results_dir, write_result
 from elmlib.model.modeling_elm import ElmForMaskedLM
-from elmlib.pipeline.search import STAGES, Objective, SearchRun, run_search
+from elmlib.nas.objective import Objective
+from elmlib.pipeline.preflight import STAGES
+from elmlib.pipeline.run import SearchRun, run_search
 from elmlib.data.teachers import load_teacher
 from elmlib.train.training import adamw
 

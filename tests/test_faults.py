@@ -27,7 +27,9 @@ from elmlib.nas.evolution import EvolutionarySearch, EvolutionSettings
 from elmlib.nas.objective import predict
 from elmlib.io.cache import publish_model, published
 from elmlib.pipeline.runfolder import LOCK, MARKER
-from elmlib.pipeline.search import SearchRun, load_supernet
+from elmlib.pipeline.context import load_supernet
+from elmlib.pipeline.retrain import retrain_found
+from elmlib.pipeline.run import SearchRun
 from elmlib.nas.space import Architecture
 from elmlib.train.training import TrainLoop, adamw, fit, load_checkpoint, save_checkpoint
 
@@ -448,14 +450,14 @@ def test_an_arch_json_edited_over_the_budget_is_refused_before_retraining(tmp_pa
     assert space.num_params(big) > SMOKE.budget
     run = _run_with_arch(tmp_path, json.dumps(big.to_dict()))
     with pytest.raises(UserError, match=r"arch.json has [\d,]+ parameters, over budget"):
-        run.stage_retrain()
+        retrain_found(run)
     assert not (run.dir / "model").exists()
 
 
 def test_a_malformed_arch_json_is_refused(tmp_path):
     run = _run_with_arch(tmp_path, '{"layers": [{"block": "bert"}]}')
     with pytest.raises(UserError, match="arch.json is not a valid architecture"):
-        run.stage_retrain()
+        retrain_found(run)
 
 
 def test_a_baseline_folder_of_another_architecture_is_not_reused(tmp_path):

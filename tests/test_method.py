@@ -14,13 +14,15 @@ import pytest
 import torch
 
 import elmlib
-from elmlib.pipeline import search as search_module
+from elmlib.pipeline.stages import search as search_stage
 from elmlib.nas.analysis import PCAAccumulator, head_number
 from elmlib.pipeline.config import SCALES, SearchConfig, resolve_config
 from elmlib.nas.evolution import EvolutionarySearch, EvolutionSettings
 from elmlib.nas.growth import blocks_per_epoch, grow_ffn, growth_score, select_growth
+from elmlib.nas.growth_policy import growth_cap
 from elmlib.nas.losses import DistillationLoss, kl_logits
-from elmlib.pipeline.search import SearchRun, run_search
+from elmlib.pipeline.context import candidates_of
+from elmlib.pipeline.run import SearchRun, run_search
 from elmlib.nas.space import CANDIDATES, LayerChoice
 from elmlib.train.training import adamw
 from helpers import tiny_space
@@ -190,8 +192,7 @@ def test_grown_blocks_are_the_top_k_eligible_by_the_chosen_score(pretrained):
         by_count = eligible.sort_values(["score", "layer", "block"], ascending=[False, True, True]).head(2)
         differs |= set(zip(by_count.layer, by_count.block)) != set(zip(want.layer, want.block))
     assert differs  # the two forms chose differently at least once, so the check can fail
-    run = SearchRun(cfg, run_dir, progress=False)
-    cap = run.growth_cap(search_module.build_supernet(cfg, space))
+    cap = growth_cap(space, candidates_of(cfg))
     assert (growth.supernet_params <= cap).all()
 
 
@@ -232,7 +233,7 @@ def test_the_search_stage_passes_the_configured_probabilities(tmp_path, monkeypa
         seen.append(settings)
         raise InterruptedError
 
-    monkeypatch.setattr(search_module, "EvolutionarySearch", capture)
+    monkeypatch.setattr(search_stage, "EvolutionarySearch", capture)
     cfg = resolve_config("smoke", overrides={"search_mode": "proxy_only", "mutation_prob": 0.3, "crossover_prob": 0.6,
                                              "population": 5, "generations": 2})
     with pytest.raises(InterruptedError):

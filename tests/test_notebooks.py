@@ -318,12 +318,12 @@ def test_notebooks_execute_at_smoke_scale(tmp_path):
 
 def test_epoch_tables_survive_epochs_without_rows(tmp_path):
     """The fixed-dims ablation grows nothing: growth.csv stays empty over several epochs."""
-    from elmlib.pipeline.search import SearchRun
+    from elmlib.pipeline.stages.supernet import upsert_epoch_rows
 
     path = tmp_path / "growth.csv"
-    SearchRun.upsert(path, [], 0)
-    SearchRun.upsert(path, [], 1)
-    SearchRun.upsert(path, [dict(epoch=2, layer=0, block=1)], 2)
+    upsert_epoch_rows(path, [], 0)
+    upsert_epoch_rows(path, [], 1)
+    upsert_epoch_rows(path, [dict(epoch=2, layer=0, block=1)], 2)
     assert pd.read_csv(path).to_dict("records") == [dict(epoch=2, layer=0, block=1)]
 
 

@@ -7,7 +7,7 @@ import pytest
 from elmlib.pipeline.config import resolve_config
 from elmlib.errors import UserError
 from elmlib.pipeline.export import label_maps
-from elmlib.pipeline.search import SearchRun, run_search
+from elmlib.pipeline.run import SearchRun, run_search
 from elmlib.data.packaged import _read_offline
 from elmlib.data.sources import package_dir
 from elmlib.data.tasks import compute_metrics, load_task, resolve_task

@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from elmlib.pipeline.config import parse_budget, parse_sets, resolve_config
-from elmlib.pipeline.search import SearchRun, run_search
-from elmlib.train.training import load_checkpoint, save_checkpoint
+from elmlib.pipeline.run import SearchRun, run_search
+from elmlib.train.training import Interrupted, load_checkpoint, save_checkpoint
 
 # A few steps of everything: the whole pipeline in seconds.
 TINY = dict(max_length=32, pretrain_epochs=2, pretrain_steps=4, pretrain_batch_size=8, finetune_steps=3,
@@ -135,18 +135,15 @@ def test_feature_collapse_measures_both_saved_supernets(uninterrupted, tmp_path)
         feature_collapse(record, limit=21)
 
 
-@pytest.mark.parametrize("kill_at", ["pretrain:6", "search:5"])
-def test_killed_run_resumes_to_the_same_result(tmp_path, monkeypatch, uninterrupted, kill_at):
+@pytest.mark.parametrize("stage, kill_at", [("pretrain", 6), ("search", 5)])
+def test_killed_run_resumes_to_the_same_result(tmp_path, uninterrupted, stage, kill_at):
     cfg = resolve_config("smoke", overrides=TINY)
-    monkeypatch.setenv("ELMLIB_INTERRUPT_AT", kill_at)
-    with pytest.raises(KeyboardInterrupt):
-        run_search(cfg, tmp_path, progress=False)
-    stage = kill_at.split(":")[0]
+    with pytest.raises(Interrupted):  # a simulated kill after pretraining step 6 / search evaluation 5
+        run_search(cfg, tmp_path, progress=False, stop_at={stage: kill_at})
     assert not (tmp_path / f"{stage}.done.json").exists()
     elapsed = tmp_path / f"{stage}.elapsed.json"  # written at each checkpoint (pretraining: step 5)
     kept = json.loads(elapsed.read_text())["seconds"] if elapsed.exists() else 0.0
     assert stage != "pretrain" or kept > 0
-    monkeypatch.delenv("ELMLIB_INTERRUPT_AT")
     run_search(cfg, tmp_path, progress=False)  # the same command again
     done = json.loads((tmp_path / f"{stage}.done.json").read_text())
     assert done.get("earlier_attempts_seconds", 0.0) == kept and done["seconds"] > kept  # both attempts count
@@ -160,7 +157,7 @@ def test_killed_run_resumes_to_the_same_result(tmp_path, monkeypatch, uninterrup
 
 
 def test_any_architecture_retrains_with_the_same_recipe(uninterrupted, monkeypatch, tmp_path):
-    from elmlib.pipeline.search import retrain_architecture
+    from elmlib.pipeline.retrain import retrain_architecture
     from elmlib.nas.space import Architecture
 
     monkeypatch.setenv("ELMLIB_RESULTS", str(tmp_path))
@@ -200,17 +197,15 @@ def test_proxy_assisted_search_reuses_the_trained_supernet(tmp_path, uninterrupt
     assert searched["evaluated"] <= 4 * 2
 
 
-def test_importance_reordering_in_the_search_resumes_to_the_same_result(tmp_path, monkeypatch):
+def test_importance_reordering_in_the_search_resumes_to_the_same_result(tmp_path):
     """importance=true reorders FFN units after each pretraining epoch and after fine-tuning; the
     accumulated scores ride in the checkpoint. elastic_widths=3 lets the search take narrower prefixes."""
     cfg = resolve_config("smoke", overrides={**TINY, "importance": True, "elastic_widths": 3})
     run_search(cfg, tmp_path / "full", progress=False)
     # Killed in the middle of epoch 2 (checkpoint at step 6 holds the accumulator mid-epoch), resumed.
-    monkeypatch.setenv("ELMLIB_INTERRUPT_AT", "pretrain:7")
-    with pytest.raises(KeyboardInterrupt):
-        run_search(cfg, tmp_path / "killed", progress=False)
+    with pytest.raises(Interrupted):
+        run_search(cfg, tmp_path / "killed", progress=False, stop_at={"pretrain": 7})
     assert "importance" in torch.load(tmp_path / "killed" / "pretrain.ckpt", weights_only=True)["extra"]
-    monkeypatch.delenv("ELMLIB_INTERRUPT_AT")
     run_search(cfg, tmp_path / "killed", progress=False)
     got, want = _outputs(tmp_path / "killed"), _outputs(tmp_path / "full")
     for key in ("pca", "growth", "history", "metrics"):
@@ -234,7 +229,7 @@ def test_importance_tracker_sorts_units_and_preserves_the_function():
     from types import SimpleNamespace
 
     from elmlib.nas.importance import ImportanceAccumulator
-    from elmlib.pipeline.search import ImportanceTracker
+    from elmlib.pipeline.stages.supernet import ImportanceTracker
     from elmlib.nas.space import SearchSpace
     from elmlib.nas.supernet import Supernet
 

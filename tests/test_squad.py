@@ -137,14 +137,14 @@ def test_finetune_memorises_the_fixture_and_caches(encoder, examples, tmp_path):
 
 
 def test_finetune_resumes_where_it_was_killed(encoder, examples, tmp_path, monkeypatch):
-    from elmlib.train.training import Interrupted
+    from elmlib.train import training
 
     whole = squad.finetune_squad(encoder, tmp_path / "whole", _memorise(12), train=examples, dev=examples)
-    monkeypatch.setenv("ELMLIB_INTERRUPT_AT", "squad:7")
-    with pytest.raises(Interrupted):
-        squad.finetune_squad(encoder, tmp_path / "killed", _memorise(12), train=examples, dev=examples)
+    with monkeypatch.context() as kill:  # finetune_squad builds its own loop: its default stop_at
+        kill.setitem(training.STOP_AT, "squad", 7)
+        with pytest.raises(training.Interrupted):
+            squad.finetune_squad(encoder, tmp_path / "killed", _memorise(12), train=examples, dev=examples)
     assert (tmp_path / "killed" / "squad.ckpt").exists() and not (tmp_path / "killed" / "squad_metrics.csv").exists()
-    monkeypatch.delenv("ELMLIB_INTERRUPT_AT")
     resumed = squad.finetune_squad(encoder, tmp_path / "killed", _memorise(12), train=examples, dev=examples)
     assert resumed == whole
     assert (tmp_path / "killed" / "predictions.json").read_text() == (tmp_path / "whole" / "predictions.json").read_text()

@@ -1,9 +1,11 @@
-"""`training.fit`, the plain loop behind the task teachers and the importance measurement."""
+"""`training.fit`, the plain loop behind the task teachers and the importance measurement, and
+`TrainLoop`'s parameters: a simulated kill (``stop_at``) and the learning-rate ``schedule``."""
 import pytest
 import torch
 from torch import nn
 
-from elmlib.train.training import fit
+from elmlib.train import training
+from elmlib.train.training import Interrupted, TrainLoop, adamw, fit
 
 
 class Regression(nn.Module):
@@ -28,6 +30,50 @@ def test_fit_takes_exactly_the_steps_across_epochs_and_learns():
 def test_fit_refuses_an_empty_training_set_instead_of_spinning():
     with pytest.raises(ValueError, match="no batches"):
         fit(Regression(), lambda e: [], 5, lr=0.1)
+
+
+def _loop(folder, model, **kwargs) -> TrainLoop:
+    return TrainLoop("regression", folder, modules={"model": model}, optimizer=adamw([model], 0.05, 0.0), epochs=2,
+                     steps_per_epoch=3, checkpoint_every=2, progress=False, **kwargs)
+
+
+def _train(folder, **kwargs) -> tuple[nn.Module, TrainLoop]:
+    folder.mkdir(exist_ok=True)
+    torch.manual_seed(0)
+    x = torch.randn(9, 3)
+    data = [dict(x=x[i:i + 3], y=x[i:i + 3].sum(-1)) for i in range(0, 9, 3)]
+    model = Regression()
+    loop = _loop(folder, model, **kwargs)
+    loop.indices = []  # the steps this attempt ran
+
+    def step(batch, index):
+        loop.indices.append(index)
+        loss = model(**batch).loss
+        loss.backward()
+        return {"loss": loss}
+
+    loop.resume()
+    loop.run(lambda epoch: iter(data), step)
+    return model, loop
+
+
+def test_a_loop_killed_by_stop_at_resumes_to_the_uninterrupted_result(tmp_path, monkeypatch):
+    whole, _ = _train(tmp_path / "whole")
+    with pytest.raises(Interrupted, match="simulated kill after step 5"):
+        _train(tmp_path / "killed", stop_at=5)  # after the checkpoint at step 4: step 5 is done again
+    resumed, loop = _train(tmp_path / "killed")
+    assert loop.indices == [4, 5] and all(torch.equal(a, b) for a, b in zip(whole.parameters(), resumed.parameters()))
+    monkeypatch.setitem(training.STOP_AT, "regression", 1)  # the default of loops built elsewhere
+    with pytest.raises(Interrupted, match="after step 1"):
+        _train(tmp_path / "elsewhere")
+    assert _loop(tmp_path, Regression(), stop_at=3).stop_at == 3
+
+
+def test_a_loop_takes_its_learning_rate_schedule(tmp_path):
+    constant = lambda optimizer, total, warmup: torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)  # noqa: E731
+    _, loop = _train(tmp_path, schedule=constant)
+    assert loop.scheduler.get_last_lr() == [0.05, 0.05]
+    assert _loop(tmp_path / "default", Regression()).scheduler.get_last_lr()[0] == pytest.approx(0.05)  # warm-up of 1 step
 
 
 def test_autocast_contexts():

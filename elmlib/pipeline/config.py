@@ -104,8 +104,7 @@ class SearchConfig:
     latency_repeats: int = 50
     device: str = "auto"
     # Training steps under bf16 autocast (matmuls in bfloat16; weights, optimizer state and losses stay
-    # float32): 1.5-1.85x faster pretraining steps at small widths on a CPU with AMX (benchmarks/
-    # bench_precision.py); slower on CPUs without native bf16; the usual choice on recent GPUs.
+    # float32); its speed on CPUs and GPUs: docs/running.md.
     precision: str = "fp32"
 
     def __post_init__(self):
@@ -163,10 +162,8 @@ SCALES: dict[str, dict[str, Any]] = {
     # The paper's settings: BERT-base teacher, Wikipedia + BookCorpus (hub; offline, preflight names what
     # is missing and the offline substitutes), Appendix A's schedules (the dataclass defaults).
     "paper": dict(teacher="bert-base-uncased", corpus="wikipedia+bookcorpus"),
-    # ~2.7 h per run folder on one CPU thread (measured; minutes on one GPU): the real spaces, short schedules,
-    # subsets. As at micro, mean pooling (a few hundred steps leave [CLS] at chance) and learning rates raised
-    # to match the short schedules: at the paper's 1e-4 (pretraining) and 5e-5 (retraining) the MLM loss was
-    # still 8.9 after 150 of 600 steps, and a found model retrained from scratch would barely move.
+    # The real spaces, short schedules, subsets (cost: docs/speed.md). As at micro, mean pooling and
+    # learning rates raised to match the short schedules (why: docs/departures.md).
     "small": dict(space="small", classifier_pooling="mean", pretrain_epochs=10, pretrain_steps=60,
                   pretrain_lr=5e-4, retrain_lr=5e-4, pretrain_batch_size=32, max_length=128, finetune_epochs=2,
                   finetune_steps=100, finetune_batch_size=32, train_limit=4000,
@@ -174,10 +171,9 @@ SCALES: dict[str, dict[str, Any]] = {
                   search_limit=256, pca_batches=2, cka_batches=4, retrain_pretrain_epochs=2,
                   retrain_pretrain_steps=150, retrain_finetune_epochs=2, retrain_finetune_steps=100,
                   dev_limit=1000, checkpoint_every=50, latency_repeats=20, growth_k=21),
-    # ~10 minutes per run folder on 2 CPU cores: the ELM-Micro space (hidden 192, 6 layers, 5M), whose
-    # students learn (smoke's 1M budget leaves a 16-wide bottleneck that cannot); short schedules with
-    # learning rates raised to match, sequences of 64 (sentence tasks such as rotten_tomatoes), and mean
-    # pooling in the task head: after so few steps [CLS] still carries almost nothing of the input.
+    # The ELM-Micro space (hidden 192, 6 layers, 5M), whose students learn (smoke's 1M budget leaves a
+    # 16-wide bottleneck); short schedules with learning rates raised to match, sequences of 64 (sentence
+    # tasks such as rotten_tomatoes), and mean pooling in the task head (why: docs/departures.md).
     "micro": dict(space="micro", budget=5e6, max_length=64, classifier_pooling="mean", pretrain_epochs=10, pretrain_steps=12,
                   pretrain_batch_size=32, pretrain_lr=5e-4, finetune_epochs=2, finetune_steps=80,
                   finetune_batch_size=32, train_limit=0, teacher_epochs=1, teacher_max_steps=200, population=12,
@@ -185,7 +181,7 @@ SCALES: dict[str, dict[str, Any]] = {
                   retrain_pretrain_epochs=1, retrain_pretrain_steps=60, retrain_finetune_epochs=2,
                   retrain_finetune_steps=80, retrain_lr=5e-4, dev_limit=0, checkpoint_every=40, latency_repeats=20,
                   growth_k=10),
-    # ~3 minutes on 2 CPU cores: the whole pipeline at toy widths.
+    # The whole pipeline at toy widths, in minutes on a CPU.
     "smoke": dict(space="smoke", budget=1.05e6, max_length=64, pretrain_epochs=2, pretrain_steps=12,
                   pretrain_batch_size=16, finetune_epochs=1, finetune_steps=12, finetune_batch_size=16,
                   train_limit=256, teacher_epochs=1, teacher_max_steps=16, population=8, generations=3, parents=3,

@@ -29,13 +29,16 @@ import uuid
 from pathlib import Path
 
 import pandas as pd
+import torch
+from safetensors.torch import load_file
 
-from elmlib import __version__
-from elmlib.io import cache
-from elmlib.pipeline.config import SearchConfig, resolve_config
-from elmlib.errors import UserError
+from elmlib.data.filetask import split_record
 from elmlib.data.tasks import resolve_task
-from elmlib.io.files import git_commit, repository, write_json
+from elmlib.data.tasks import get_task, source_files
+from elmlib.errors import UserError
+from elmlib.io import cache
+from elmlib.io.files import git_commit, package_versions, repository, write_json
+from elmlib.pipeline.config import SearchConfig, resolve_config
 from elmlib.pipeline.preflight import STAGES
 
 MARKER = ".elmlib-export"
@@ -99,9 +102,6 @@ def read_finished_run(run_dir: str | os.PathLike) -> FinishedRun:
 
 def _check_finite(model_dir: Path, fix: str) -> None:
     """Refuse weights holding NaN or infinity (a diverged run that escaped the training checks)."""
-    import torch
-    from safetensors.torch import load_file
-
     files = sorted(model_dir.glob("*.safetensors"))
     if not files:
         raise UserError(f"{model_dir} holds no .safetensors weights; {fix}")
@@ -130,8 +130,6 @@ def check_out(out: str | os.PathLike, overwrite: bool) -> bool:
 
 def label_maps(task: str, num_labels: int) -> dict[int, str]:
     """id -> label name from the task registry (regression: one output named ``score``)."""
-    from elmlib.data.tasks import get_task
-
     names = get_task(task).label_names
     if num_labels == 1:
         return {0: "score"}
@@ -195,12 +193,8 @@ def _short(path: Path) -> str:
 
 def data_digest(task: str) -> list[tuple[str, str]]:
     """(file, sha256) of an offline task's source files and stored split, or [(hub id, "")] for a hub task."""
-    from elmlib.data.tasks import get_task, source_files
-
     spec = get_task(task)
     if spec.source == "file":
-        from elmlib.data.filetask import split_record
-
         record = split_record(spec.name)
         return [(Path(f).name, cache.file_digest(Path(f))) for f in (record["file"], record["dev_file"]) if f]
     if spec.source != "offline":
@@ -336,6 +330,11 @@ def _teacher_and_data(run: FinishedRun) -> str:
             f"computed at export:\n\n| file | sha256 |\n|---|---|\n" + files)
 
 
+def _version() -> str:
+    """This elmlib's version (its installed metadata, which pyproject.toml and ``elmlib.__version__`` state)."""
+    return package_versions(("elmlib",))["elmlib"] or "unknown"
+
+
 def _provenance(run: FinishedRun) -> str:
     p = run.provenance
     stages = {s: json.loads((run.path / f"{s}.done.json").read_text()).get("seconds", 0.0)
@@ -347,4 +346,4 @@ def _provenance(run: FinishedRun) -> str:
             f"Stage times: {times} (on {p.get('device', 'an unrecorded device')}).\n\n"
             f"Made by elmlib {packages.get('elmlib')} at commit `{p.get('git_commit') or 'unknown'}` with "
             f"{versions}, Python {p.get('python')}; config digest `{run.cfg.digest()}`, model recipe digest "
-            f"`{p.get('recipe_digest')}`. Exported by elmlib {__version__} at commit `{git_commit() or 'unknown'}`.\n")
+            f"`{p.get('recipe_digest')}`. Exported by elmlib {_version()} at commit `{git_commit() or 'unknown'}`.\n")

@@ -14,9 +14,15 @@ import json
 from pathlib import Path
 
 import torch
+from huggingface_hub import constants
 
-from elmlib.pipeline.config import SearchConfig
+from elmlib.data.corpus import ONLINE, corpus_sources
+
+from elmlib.data.sources import hub_offline, hub_reachable
+from elmlib.data.tasks import resolve_task, source_files
+from elmlib.data.tokenization import teacher_dir
 from elmlib.errors import UserError
+from elmlib.pipeline.config import SearchConfig
 from elmlib.train.runtime import resolve_device
 
 STAGES = ("pretrain", "finetune", "search", "heads", "retrain")
@@ -52,21 +58,15 @@ def check_device(cfg: SearchConfig) -> None:
 
 def hub_cached(repo: str, kind: str) -> bool:
     """Whether the local hub cache holds ``repo`` (a model or a dataset) from an earlier download."""
-    from huggingface_hub import constants
-
     return (Path(constants.HF_HUB_CACHE) / f"{kind}s--{repo.replace('/', '--')}").is_dir()
 
 
 def _hub_usable(repo: str, kind: str) -> bool:
-    from elmlib.data.sources import hub_offline, hub_reachable
-
     return hub_cached(repo, kind) or (not hub_offline() and hub_reachable())
 
 
 def check_task(cfg: SearchConfig) -> None:
     """A known, scoreable task whose packaged files are installed (hub tasks: see ``hub_needs``)."""
-    from elmlib.data.tasks import resolve_task, source_files
-
     try:
         spec = resolve_task(cfg)  # a data file is read and checked here, before any folder is made
     except KeyError as err:
@@ -87,9 +87,6 @@ def _teacher_is_hub_id(teacher: str) -> bool:
 
 def hub_needs(cfg: SearchConfig) -> list[str]:
     """The settings that need the hub and find it neither reachable nor in the local cache."""
-    from elmlib.data.corpus import ONLINE, corpus_sources
-    from elmlib.data.tasks import resolve_task
-
     spec = resolve_task(cfg)
     needs = [f"task={cfg.task!r} ({spec.hub_id[0]})"] if spec.source == "hub" and not _hub_usable(
         spec.hub_id[0], "dataset") else []
@@ -116,8 +113,6 @@ def check_hub(cfg: SearchConfig) -> None:
 def teacher_positions(cfg: SearchConfig) -> int | None:
     """The teacher's position table size, read from its config.json; None for a hub id (checked when it
     downloads). A missing packaged teacher or a folder without config.json is an error."""
-    from elmlib.data.tokenization import teacher_dir
-
     if _teacher_is_hub_id(cfg.teacher):
         return None
     if cfg.teacher == "teacher":

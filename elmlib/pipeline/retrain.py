@@ -2,7 +2,7 @@
 model, pretrained with KD on the corpus, fine-tuned with KD from the task teacher, evaluated on dev.
 
     retrain_architecture(resolve_config("smoke"), arch, "runs/boolq-smoke", "all_bert")   # a baseline
-    SearchRun(cfg, run_dir).retrain(arch, folder, inherit=False)                       # what stage 5 calls
+    retrain_found(ctx)            # stage 5: retrain(ctx, <arch.json>, ctx.dir, inherit=cfg.inherit_weights)
 
 The same recipe retrains the uniform baselines of Tables I/II, so "found vs hand-designed at equal
 parameters" compares architectures, not training.
@@ -12,36 +12,33 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import pandas as pd
 import torch
 
-from elmlib.nas.analysis import latency_ms
-from elmlib.io.cache import publish_model, published
-from elmlib.pipeline.config import SearchConfig
 from elmlib.data.corpus import mlm_batches
+from elmlib.data.tasks import compute_metrics
+from elmlib.data.teachers import load_teacher
 from elmlib.errors import UserError
+from elmlib.io.cache import publish_model, published
 from elmlib.io.files import device_description, write_result
 from elmlib.model.modeling_elm import ElmForMaskedLM, ElmForSequenceClassification
+from elmlib.nas.analysis import latency_ms
 from elmlib.nas.objective import Objective, TaskBatches, predict, to_device
 from elmlib.nas.space import Architecture
 from elmlib.nas.supernet import init_weights
-from elmlib.data.tasks import compute_metrics
-from elmlib.data.teachers import load_teacher
+from elmlib.pipeline.config import SearchConfig
+from elmlib.pipeline.context import RunContext
 from elmlib.train.training import adamw
 
-if TYPE_CHECKING:
-    from elmlib.pipeline.search import SearchRun
 
-
-def recipe_digest(run: "SearchRun", arch: Architecture, inherit: bool) -> str:
+def recipe_digest(run: RunContext, arch: Architecture, inherit: bool) -> str:
     """What a retrained folder depends on: the config, the architecture and the starting weights."""
     blob = json.dumps({"config": run.cfg.digest(), "arch": arch.to_json(), "inherit": inherit}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-def _initial_mlm(run: "SearchRun", arch: Architecture, inherit: bool, keep: dict):
+def _initial_mlm(run: RunContext, arch: Architecture, inherit: bool, keep: dict):
     """The model retraining starts from, and the inherited task head's weights (or None)."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(run.cfg.seed)
@@ -51,7 +48,7 @@ def _initial_mlm(run: "SearchRun", arch: Architecture, inherit: bool, keep: dict
         return net.extract(arch, ElmForMaskedLM, **keep), state["head"]
 
 
-def _pretrain(run: "SearchRun", arch: Architecture, folder: Path, mlm, digest: str):
+def _pretrain(run: RunContext, arch: Architecture, folder: Path, mlm, digest: str):
     """Masked-LM pretraining with KD from the teacher, cached in ``folder/retrain_pretrained`` by digest."""
     c = run.cfg
     pretrained = folder / "retrain_pretrained"
@@ -81,7 +78,7 @@ def _pretrain(run: "SearchRun", arch: Architecture, folder: Path, mlm, digest: s
     return mlm
 
 
-def _finetune(run: "SearchRun", arch: Architecture, folder: Path, mlm, head_state, keep: dict, digest: str):
+def _finetune(run: RunContext, arch: Architecture, folder: Path, mlm, head_state, keep: dict, digest: str):
     """Task fine-tuning with KD from the task teacher; returns the classifier in eval mode."""
     c = run.cfg
     cls = ElmForSequenceClassification(run.space.config(arch, num_labels=run.spec.num_labels,
@@ -115,7 +112,7 @@ def _finetune(run: "SearchRun", arch: Architecture, folder: Path, mlm, head_stat
     return cls.eval(), loop
 
 
-def retrain(run: "SearchRun", arch: Architecture, folder: str | Path, inherit: bool) -> pd.DataFrame:
+def retrain(run: RunContext, arch: Architecture, folder: str | Path, inherit: bool) -> pd.DataFrame:
     """Retrain ``arch`` standalone (pretraining with KD, then task fine-tuning with KD) and evaluate it
     on dev; writes final_metrics.csv and model/ into ``folder``. ``inherit`` starts from the fine-tuned
     supernet's weights and task head, else from a fresh (seeded) initialisation."""
@@ -144,6 +141,13 @@ def retrain(run: "SearchRun", arch: Architecture, folder: str | Path, inherit: b
     return table
 
 
+def retrain_found(ctx: RunContext) -> pd.DataFrame:
+    """Stage 5: retrain the found architecture (arch.json, checked) into the run folder, from the
+    supernet's weights when ``inherit_weights`` (and the supernet was trained: not ``proxy_only``)."""
+    arch = ctx.read_arch("arch.json")
+    return retrain(ctx, arch, ctx.dir, ctx.cfg.inherit_weights and ctx.cfg.search_mode != "proxy_only")
+
+
 def _same_recipe(table: pd.DataFrame, arch: Architecture, inherit: bool) -> bool:
     return (set(table["arch"]) == {arch.to_json()}
             and set(table["inherit_weights"].astype(str).str.lower()) == {str(inherit).lower()})
@@ -154,9 +158,7 @@ def retrain_architecture(cfg: SearchConfig, arch: Architecture, run_dir: str | P
     """Retrain any architecture (e.g. a uniform baseline of the same budget) with the search's recipe,
     into ``run_dir/baselines/<name>``; skipped when its final_metrics.csv holds this architecture,
     refused when it holds another."""
-    from elmlib.pipeline.search import SearchRun
-
-    run = SearchRun(cfg, run_dir, progress=progress)
+    run = RunContext(cfg, run_dir, progress=progress)
     try:
         folder = run.dir / "baselines" / name
         if (folder / "final_metrics.csv").exists():

@@ -25,7 +25,9 @@ from elmlib.pipeline.config import SearchConfig, resolve_config
 from elmlib.io.files import workspace, write_csv, write_json
 from elmlib.repro.records import found_arch, stage_seconds, supernet_mean_ffn  # noqa: F401 (re-exported)
 from elmlib.pipeline.runfolder import claim_run_folder
-from elmlib.pipeline.search import STAGES, SearchRun, retrain_architecture, run_search
+from elmlib.pipeline.preflight import STAGES
+from elmlib.pipeline.retrain import retrain_architecture
+from elmlib.pipeline.run import SearchRun, run_search
 from elmlib.nas.space import Architecture, SearchSpace
 
 # Tables V-VIII: the setting each ablation switches off.
@@ -282,7 +284,7 @@ def feature_collapse(run_dir: str | os.PathLike, limit: int = 256) -> pd.DataFra
     without the supernet checkpoints (which run records do not keep)."""
     from elmlib.nas.analysis import centroid_cosine
     from elmlib.nas.objective import TaskBatches, subset
-    from elmlib.pipeline.search import load_supernet, saved_head
+    from elmlib.pipeline.context import load_supernet, saved_head
     from elmlib.data.tasks import get_task
     from elmlib.data.tokenization import load_tokenizer, tokenize_task
 

@@ -18,7 +18,6 @@ import errno
 import itertools
 import json
 import math
-import os
 import random
 import time
 import warnings
@@ -27,6 +26,7 @@ from typing import Callable, Iterable, Iterator
 
 import torch
 from torch import nn
+from tqdm.auto import tqdm
 
 from elmlib.errors import TrainingDiverged, UserError
 from elmlib.io.files import atomic_write
@@ -34,9 +34,14 @@ from elmlib.train.runtime import derived_seed, path_rng  # noqa: F401 (path_rng 
 
 CHECKPOINT_FORMAT = "elmlib-checkpoint-v1"
 
+# Simulated kills for tests: loop name -> the step after which a `TrainLoop` of that name raises
+# `Interrupted` (its ``stop_at`` default). Empty, as production leaves it; tests fill it through a
+# fixture (``monkeypatch.setitem(training.STOP_AT, "squad", 7)``) to kill loops they do not build.
+STOP_AT: dict[str, int] = {}
+
 
 class Interrupted(KeyboardInterrupt):
-    """Raised by the ``ELMLIB_INTERRUPT_AT=<loop>:<step>`` test hook: a simulated kill."""
+    """A simulated kill (``stop_at``): the loop stops as ``kill`` would stop it, after a step."""
 
 
 def adamw(modules: Iterable[nn.Module], lr: float, weight_decay: float) -> torch.optim.AdamW:
@@ -153,7 +158,12 @@ class TrainLoop:
                  epochs: int, steps_per_epoch: int, warmup_ratio: float = 0.1, checkpoint_every: int = 200,
                  config_digest: str = "", is_main: bool = True, progress: bool = True, seed: int = 0,
                  precision: str = "fp32", device: str | torch.device = "cpu",
-                 on_save: Callable[[], None] | None = None, lr_setting: str = "the learning rate"):
+                 on_save: Callable[[], None] | None = None, lr_setting: str = "the learning rate",
+                 schedule: Callable[[torch.optim.Optimizer, int, float], torch.optim.lr_scheduler.LRScheduler]
+                 = linear_warmup_decay, stop_at: int | None = None):
+        """``schedule(optimizer, total_steps, warmup_ratio)``: the learning-rate schedule (default:
+        linear decay with warm-up, Appendix A). ``stop_at``: raise `Interrupted` after that global step,
+        a simulated kill for tests (default: ``STOP_AT`` of this loop's name; None: never)."""
         if steps_per_epoch < 1:
             raise ValueError(f"{name}: steps_per_epoch={steps_per_epoch} is not allowed; expected >= 1 "
                              "(is the training split empty?)")
@@ -161,13 +171,14 @@ class TrainLoop:
         self.modules, self.optimizer = modules, optimizer
         self.epochs, self.steps_per_epoch = epochs, steps_per_epoch
         self.total_steps = epochs * steps_per_epoch
-        self.scheduler = linear_warmup_decay(optimizer, self.total_steps, warmup_ratio)
+        self.scheduler = schedule(optimizer, self.total_steps, warmup_ratio)
         self.checkpoint_every, self.digest = checkpoint_every, config_digest
         self.is_main, self.progress, self.seed = is_main, progress, seed
         autocast(precision, device)  # a bad precision fails here, before any step
         self.precision, self.device = precision, device
         self.on_save = on_save  # called after every checkpoint (the search records its stage's wall time)
         self.lr_setting = lr_setting  # named in the divergence error: the setting to lower
+        self.stop_at = STOP_AT.get(name) if stop_at is None else stop_at
         self.step = 0  # global steps done
         self.extra: dict = {}  # caller state saved with the checkpoint (e.g. grown FFN sizes)
         self.ckpt_path = self.dir / f"{name}.ckpt"
@@ -260,11 +271,8 @@ class TrainLoop:
     # --- the loop --------------------------------------------------------------------------------
     def run(self, batches_for_epoch: Callable[[int], Iterator], step_fn: Callable[[object, int], dict],
             end_of_epoch: Callable[[int], None] | None = None) -> None:
-        interrupt = os.environ.get("ELMLIB_INTERRUPT_AT", "")
-        stop_at = int(interrupt.split(":")[1]) if interrupt.startswith(self.name + ":") else None
         bar = None
         if self.progress and self.is_main:
-            from tqdm.auto import tqdm
             bar = tqdm(total=self.total_steps, initial=self.step, desc=self.name, dynamic_ncols=True, leave=False)
         log = open(self.log_path, "a") if self.is_main else None
         try:
@@ -294,7 +302,7 @@ class TrainLoop:
                         bar.update(1)
                         bar.set_postfix({k: f"{v:.3g}" for k, v in record.items()
                                          if k not in ("step", "epoch", "lr", "seconds")})
-                    if stop_at is not None and self.step == stop_at:
+                    if self.stop_at is not None and self.step == self.stop_at:
                         raise Interrupted(f"{self.name}: simulated kill after step {self.step}")
                     epoch_done = self.step % self.steps_per_epoch == 0
                     if epoch_done and end_of_epoch:
