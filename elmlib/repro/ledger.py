@@ -18,8 +18,10 @@ import numpy as np
 import pandas as pd
 from scipy import optimize, stats
 
-from elmlib.repro import paper
 from elmlib.io.inputs import read_results_csv
+from elmlib.nas.space import SearchSpace
+from elmlib.pipeline.config import SCALES
+from elmlib.repro import paper
 
 ALPHA, POWER, MAX_SEEDS = 0.05, 0.80, 1000
 NAN = math.nan
@@ -260,9 +262,7 @@ def _found_archs(folder: Path) -> pd.DataFrame | None:
                          for i, layer in enumerate(json.loads(r.arch)["layers"])])
 
 
-def _space(scale: str):
-    from elmlib.pipeline.config import SCALES
-    from elmlib.nas.space import SearchSpace
+def _space(scale: str) -> SearchSpace:
     return SearchSpace.preset(SCALES.get(scale, {}).get("space", "small"))
 
 
