@@ -1,11 +1,12 @@
 """Build every run folder a scale's notebooks read, several at a time, before rendering them.
 
 The notebooks build what they need one run folder after another; at the small widths one process
-gains little from a second thread, so several single-thread processes use the cores better (timings in
-docs/speed.md). This module plans the run folders of `elmlib.repro.experiments` with
-their dependencies (a folder that copies the main run's trained stages waits for it; the task teacher
-that every folder of a seed shares is trained by the first that needs it while the others wait on its
-lock) and runs them in worker processes; the notebooks then render from the cache.
+gains little from a second thread, so several single-thread processes use the cores better (timings:
+docs/running.md, "Building run folders in parallel"). This module plans the run folders of
+`elmlib.repro.experiments` with their dependencies (a folder that copies the main run's trained stages
+waits for it; the task teacher that every folder of a seed shares is trained by the first that needs it
+while the others wait on its lock) and runs them in worker processes; the notebooks then render from
+the cache.
 
     python -m elmlib runs --scale micro --task rotten_tomatoes --seeds 3 --jobs 2
     run_jobs(plan("micro", seeds=3), "micro", "rotten_tomatoes", jobs=2)
