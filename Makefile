@@ -31,12 +31,10 @@ JOBS ?= 1
 # rotten_tomatoes, which a 5M model can learn in minutes).
 TASK ?= boolq
 RUN_NOTEBOOKS := $(if $(filter micro,$(SCALE)),$(filter-out $(OWN_SCALES),$(NOTEBOOKS)),$(NOTEBOOKS))
-# PRECISION=bf16: every run folder trains under bf16 autocast (pretraining steps 1.5-1.85x faster at small
-# widths on a CPU with AMX, benchmarks/bench_precision.py); recorded in each run's config.json, so an fp32 folder is not silently reused.
-PRECISION ?=
-ifneq ($(PRECISION),)
-export ELMLIB_PRECISION := $(PRECISION)
-endif
+# PRECISION=bf16 (default $ELMLIB_PRECISION, else the scale's fp32): every run folder trains under bf16 autocast
+# (speed: docs/speed.md); passed to `elmlib runs` and the notebooks as an argument and recorded in each run's
+# config.json, so an fp32 folder is not silently reused.
+PRECISION ?= $(ELMLIB_PRECISION)
 # Results of scales other than smoke go to results/<scale>/ and figures/<scale>/.
 OUT_ARGS := $(if $(filter-out smoke,$(SCALE)),--results results/$(SCALE) --figures figures/$(SCALE))
 
@@ -64,13 +62,13 @@ reproduce: setup kernel $(if $(filter-out 1,$(JOBS)),run-folders) notebooks
 # Every run folder the notebooks of SCALE read, JOBS at a time, one dependency after another.
 run-folders: setup
 	$(BIN)/python -m elmlib runs --scale $(SCALE) --task $(TASK) --seeds $(N_SEEDS) --jobs $(JOBS) \
-	  --run-dir "$(abspath $(RUNS))"
+	  --run-dir "$(abspath $(RUNS))" $(if $(PRECISION),--precision $(PRECISION))
 
 notebooks:
 	@mkdir -p notebooks/executed
 	@set -e; for nb in $(RUN_NOTEBOOKS); do \
 	  case " $(SEEDED) " in *" $$nb "*) seeds="-p n_seeds $(N_SEEDS)";; *) seeds="";; esac; \
-	  case " $(OWN_SCALES) " in *" $$nb "*) ;; *) seeds="$$seeds -p task $(TASK)";; esac; \
+	  case " $(OWN_SCALES) " in *" $$nb "*) ;; *) seeds="$$seeds -p task $(TASK)$(if $(PRECISION), -p precision $(PRECISION))";; esac; \
 	  echo "== $$nb ($(SCALE))"; \
 	  $(BIN)/python -m papermill notebooks/$$nb.ipynb notebooks/executed/$$nb-$(SCALE).ipynb -k elmlib \
 	    --log-level WARNING -p scale $(SCALE) -p run_dir "$(abspath $(RUNS))" $$seeds; \

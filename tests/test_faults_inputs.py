@@ -9,7 +9,8 @@ import pandas as pd
 import pytest
 
 from elmlib.io import cache
-from elmlib.repro import plots
+from elmlib.repro import report
+from elmlib.repro.figsave import save
 from elmlib.data import packaged
 from elmlib.data import teachers
 from elmlib.data import tokenization
@@ -179,7 +180,7 @@ def test_report_prints_good_sections_and_names_the_corrupt_csv(tmp_path, capsys)
     one_line(err, folder / "efficiency.csv", "1 results CSV(s) could not be reported")
     assert "**Block similarity**" in capsys.readouterr().out
     with pytest.raises(ValueError):  # the library function refuses too
-        plots.report(folder)
+        report.report(folder)
 
 
 def test_malformed_provenance_names_file_and_line(tmp_path):
@@ -210,7 +211,7 @@ def failing_savefig(self, fname, *args, **kwargs):
     raise OSError("disk full")
 
 
-@pytest.mark.parametrize("which", ["plots.save", "proxy_flexibert.plot_scatter"])
+@pytest.mark.parametrize("which", ["figsave.save", "proxy_flexibert.plot_scatter"])
 def test_failed_savefig_leaves_the_old_file_and_no_partial_one(tmp_path, monkeypatch, which):
     import matplotlib
     matplotlib.use("Agg")
@@ -223,10 +224,10 @@ def test_failed_savefig_leaves_the_old_file_and_no_partial_one(tmp_path, monkeyp
     target.write_bytes(b"the previous good figure")
     monkeypatch.setattr(Figure, "savefig", failing_savefig)
     with pytest.raises(OSError, match="disk full"):
-        if which == "plots.save":
+        if which == "figsave.save":
             fig, _ = plt.subplots()
             try:
-                plots.save(fig, "fig", tmp_path)
+                save(fig, "fig", tmp_path)
             finally:
                 plt.close(fig)
         else:

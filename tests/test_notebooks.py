@@ -12,10 +12,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from elmlib.repro import experiments
-from elmlib.repro import paper
-from elmlib.repro import plots
+from elmlib.io.files import workspace
 from elmlib.pipeline.config import resolve_config
+from elmlib.repro import experiments, paper, plots, report
+from elmlib.repro.figsave import save
+from elmlib.repro.figures import ablations, architectures, efficiency, glue, growth, search_variants, similarity, squad
 from elmlib.nas.space import Architecture, SearchSpace
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -122,11 +123,13 @@ def test_experiment_arguments_are_checked(tmp_path, monkeypatch):
     assert experiments.run_path("smoke", 1, "main", tmp_path) == tmp_path / "smoke-seed1" / "main"
     assert experiments.output_dirs(tmp_path) == (tmp_path / "results", tmp_path / "figures")
     assert experiments.output_dirs(tmp_path, "micro") == (tmp_path / "results", tmp_path / "figures")
+    # The folders are arguments: the environment of a notebook's kernel does not move them.
     monkeypatch.setenv("ELMLIB_RESULTS", str(tmp_path / "r"))
-    monkeypatch.setenv("ELMLIB_FIGURES", str(tmp_path / "f"))
+    monkeypatch.setenv("ELMLIB_RUNS", str(tmp_path / "runs"))
     # Scales other than smoke get their own subfolders, so the tables of each scale live side by side.
-    assert experiments.output_dirs("", "smoke") == (tmp_path / "r", tmp_path / "f")
-    assert experiments.output_dirs("", "micro") == (tmp_path / "r" / "micro", tmp_path / "f" / "micro")
+    assert experiments.output_dirs("", "smoke") == (workspace() / "results", workspace() / "figures")
+    assert experiments.output_dirs("", "micro") == (workspace() / "results" / "micro", workspace() / "figures" / "micro")
+    assert experiments.runs_root() == workspace() / "runs"
     assert experiments.config("smoke", 3, kd="classical").seed == 3
     with pytest.raises(ValueError, match="variant='nope' is not allowed"):
         experiments.importance_run("nope", "smoke", root=tmp_path)
@@ -163,13 +166,13 @@ def fake_run(folder: Path) -> Path:
 
 def test_tables_from_run_folders(tmp_path):
     run = fake_run(tmp_path / "run")
-    growth = plots.fig1_table(run, "smoke", 0)
-    dims = growth.query("layer == 0 and block == 0").sort_values("epoch").ffn_dim.tolist()
+    grown = growth.fig1_table(run, "smoke", 0)
+    dims = grown.query("layer == 0 and block == 0").sort_values("epoch").ffn_dim.tolist()
     assert dims == [16, 32, 48]  # start, after epoch 0, after epoch 1
-    assert growth.query("layer == 1").ffn_dim.eq(16).all()
-    sim = plots.fig3b_table({"relational": run}, "smoke", 0)
+    assert grown.query("layer == 1").ffn_dim.eq(16).all()
+    sim = similarity.fig3b_table({"relational": run}, "smoke", 0)
     assert sim.similarity.tolist() == pytest.approx([0.5, 0.6])  # off-diagonal only
-    eff = plots.efficiency_table({"dynamic": run, "fixed": run}, "smoke", 0)
+    eff = efficiency.efficiency_table({"dynamic": run, "fixed": run}, "smoke", 0)
     assert set(eff.stage) == {"pretrain", "finetune", "search"} and eff.seconds.sum() == 32.0
 
 
@@ -179,15 +182,15 @@ def test_ablation_deltas_and_report(tmp_path):
         for variant, v in (("with", w), ("without", wo)):
             rows.append(dict(scale="smoke", seed=seed, ablation="kd", variant=variant, task="boolq",
                              metric="accuracy", value=v, params=1))
-    df = plots.table5_8_table(pd.DataFrame(rows), "smoke")
-    deltas = plots.ablation_deltas(df)
+    df = ablations.table5_8_table(pd.DataFrame(rows), "smoke")
+    deltas = ablations.ablation_deltas(df)
     assert deltas.delta.tolist() == pytest.approx([0.10, 0.06])
     assert deltas.paper_delta.iloc[0] == pytest.approx(75.0 - 73.8)
     df.to_csv(tmp_path / "table5_8_ablations.csv", index=False)
     sim = [dict(scale="smoke", seed=seed, kd=kd, layer=layer, similarity=0.9 - 0.01 * (kd == "relational") * layer)
            for seed in (0, 1) for kd in ("classical", "relational") for layer in (0, 1)]
     pd.DataFrame(sim).to_csv(tmp_path / "fig3b_block_similarity.csv", index=False)
-    text = plots.report(tmp_path)
+    text = report.report(tmp_path)
     assert "| VII | kd | +8.0 ± 2.8 (n=2) | +1.2 |" in text
     assert "classical KD 0.900, relational KD 0.895; relational below classical in 2 of 4 (seed, layer) pairs" in text
     assert plots.render_all(tmp_path, tmp_path / "fig") == ["fig3b_block_similarity", "table5_8_ablations"]
@@ -198,19 +201,19 @@ def test_fig5_summary_and_report(tmp_path):
     layers = [("bert", "none", 64, 4), ("mobilebert", "kv", 128, 2), ("mobilebert", "qv", 128, 3)]
     df = pd.DataFrame([dict(model="ELM-Small", seed=0, layer=i, block=b, sharing=s, ffn_dim=f, heads=h,
                             params=2_500_000) for i, (b, s, f, h) in enumerate(layers)])
-    row = plots.fig5_summary(df).iloc[0]
+    row = architectures.fig5_summary(df).iloc[0]
     assert (row.bert, row.mobilebert, row["none"], row.qv, row.kv) == (1, 2, 1, 1, 1)
     assert row.mean_heads == pytest.approx(3.0)
     assert (row.widest_ffn, row.widest_layer) == (128, 2)  # first of the tied widest, 1-based
     df.to_csv(tmp_path / "fig5_architectures.csv", index=False)
-    assert "| ELM-Small | 0 | 2.50M | 1 / 2 | 1 / 1 / 1 | 3.0 | 128 (2) |" in plots.report(tmp_path)
+    assert "| ELM-Small | 0 | 2.50M | 1 / 2 | 1 / 1 / 1 | 3.0 | 128 (2) |" in report.report(tmp_path)
 
 
 def test_efficiency_plot_shows_the_ratio_of_means_and_each_seed():
     seconds = {(0, "dynamic"): 100.0, (0, "fixed"): 150.0, (1, "dynamic"): 200.0, (1, "fixed"): 150.0}
     df = pd.DataFrame([dict(variant=v, stage="pretrain", seconds=t, paper_gpu_days=paper.SEARCH_COST_GPU_DAYS[v],
                             scale="small", seed=k) for (k, v), t in seconds.items()])
-    ratio_panel = plots.plot_efficiency(df).axes[1]
+    ratio_panel = efficiency.plot_efficiency(df).axes[1]
     assert ratio_panel.patches[0].get_height() == pytest.approx(300 / 300)  # total fixed / total dynamic
     assert ratio_panel.patches[1].get_height() == pytest.approx(8.5 / 7.1)
     assert sorted(ratio_panel.collections[0].get_offsets()[:, 1]) == pytest.approx([0.75, 1.5])
@@ -219,11 +222,11 @@ def test_efficiency_plot_shows_the_ratio_of_means_and_each_seed():
 def test_importance_plot_marks_the_dev_set_standard_error():
     rows = [dict(variant=v, metric="accuracy", value=x, n_dev=1000, mean_ffn_dim=100.0, task="rotten_tomatoes",
                  scale="small", seed=0) for v, x in [("grown widths", 0.771), ("elastic widths", 0.776)]]
-    panel = plots.plot_importance_search(pd.DataFrame(rows)).axes[0]
+    panel = search_variants.plot_importance_search(pd.DataFrame(rows)).axes[0]
     bars = [c for c in panel.containers if c.get_label().startswith("±1 s.e.")]
     half_widths = [seg[1, 1] - seg[0, 1] for seg in bars[0].lines[2][0].get_segments()]
     assert [w / 2 for w in half_widths] == pytest.approx([(0.771 * 0.229 / 1000) ** 0.5, (0.776 * 0.224 / 1000) ** 0.5])
-    no_bars = plots.plot_importance_search(pd.DataFrame(rows).assign(metric="f1")).axes[0]
+    no_bars = search_variants.plot_importance_search(pd.DataFrame(rows).assign(metric="f1")).axes[0]
     assert not no_bars.containers  # no binomial error outside accuracy
 
 
@@ -231,16 +234,16 @@ def test_proxy_search_plot_marks_the_dev_set_standard_error_of_accuracy_only():
     rows = [dict(mode=m, supernet_seconds=10.0, evolution_seconds=5.0, metric="accuracy", value=x, n_dev=400,
                  task="rotten_tomatoes", scale="small", seed=k)
             for k in (0, 1) for m, x in [("supernet", 0.70 + k / 100), ("proxy_only", 0.60)]]
-    panel = plots.plot_proxy_search(pd.DataFrame(rows)).axes[1]
+    panel = search_variants.plot_proxy_search(pd.DataFrame(rows)).axes[1]
     bars = [c for c in panel.containers if c.get_label().startswith("±1 s.e.")]
     half_widths = [seg[1, 1] - seg[0, 1] for seg in bars[0].lines[2][0].get_segments()]
     assert [w / 2 for w in half_widths] == pytest.approx([(0.705 * 0.295 / 400) ** 0.5, (0.6 * 0.4 / 400) ** 0.5])
     # CSVs written before n_dev was recorded still plot, without bars.
-    assert not plots.plot_proxy_search(pd.DataFrame(rows).drop(columns="n_dev")).axes[1].containers
+    assert not search_variants.plot_proxy_search(pd.DataFrame(rows).drop(columns="n_dev")).axes[1].containers
 
 
 def test_squad_table_never_invents_our_numbers():
-    df = plots.table3_table("smoke", 0, "not run: requires hub data")
+    df = squad.table3_table("smoke", 0, "not run: requires hub data")
     ours = df[df.source == "ours"]
     assert len(ours) == 4 and ours.value.isna().all() and (ours.status == "not run: requires hub data").all()
     assert ours.paper_value.tolist() == list(paper.TABLE3["ELM-Micro"])
@@ -287,7 +290,9 @@ def test_notebooks_execute_at_smoke_scale(tmp_path):
     env = {"ELMLIB_RESULTS": str(tmp_path / "stray-results"), "ELMLIB_FIGURES": str(tmp_path / "stray-figures"),
            "ELMLIB_RUNS": str(tmp_path / "stray-runs")}
     old = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)  # the kernel inherits these: nothing is written into the repository
+    # The kernel inherits these: the shared teacher table (results/teachers.csv) stays out of the repository,
+    # and every other output goes where the notebook's parameters say.
+    os.environ.update(env)
     kernel = "elmlib" if "elmlib" in subprocess.run([sys.executable, "-m", "jupyter", "kernelspec", "list"],
                                                     capture_output=True, text=True).stdout else "python3"
     try:
@@ -333,9 +338,9 @@ def test_saved_figures_are_byte_identical_on_rerender(tmp_path):
 
     fig, ax = plt.subplots()
     ax.plot([0, 1], [1, 0])
-    first = [p.read_bytes() for p in plots.save(fig, "line", tmp_path / "a")]
+    first = [p.read_bytes() for p in save(fig, "line", tmp_path / "a")]
     time.sleep(1.1)  # a PDF creation date has one-second resolution
-    again = [p.read_bytes() for p in plots.save(fig, "line", tmp_path / "b")]
+    again = [p.read_bytes() for p in save(fig, "line", tmp_path / "b")]
     plt.close(fig)
     assert first == again and all(len(b) > 1000 for b in first)
     assert not [p for p in (tmp_path / "a").iterdir() if p.name.startswith(".")]  # no temporary files left
@@ -349,7 +354,7 @@ def test_fig6_colour_scale_resolves_near_one_similarities():
     pairs = [(i, j) for i in range(3) for j in range(3)]
     df = pd.DataFrame([dict(layer=5, block_i=i, block_j=j, kd=kd, similarity=1.0 if i == j else base + 0.001 * (i + j))
                        for kd, base in (("classical", 0.985), ("relational", 0.967)) for i, j in pairs])
-    fig = plots.plot_fig6(df)
+    fig = similarity.plot_fig6(df)
     clims = [ax.images[0].get_clim() for ax in fig.axes if ax.images]
     plt.close(fig)
     assert clims == [(0.96, 1.0), (0.96, 1.0)]
@@ -365,7 +370,7 @@ def test_table1_2_size_panel_names_every_model_and_seed():
                  params=11e6 + 5e5 * s, latency_ms=30.0 + s) for s in (0, 1)
             for m in ("ELM (found, supernet weights inherited; not in the paper)", "ELM (found, from scratch)",
                       "all-MobileBERT")]
-    fig = plots.plot_table1_2(pd.DataFrame(rows))
+    fig = glue.plot_table1_2(pd.DataFrame(rows))
     size_panel = fig.axes[1]
     labels = [t.get_text() for t in size_panel.get_legend().get_texts()]
     points = sum(len(c.get_offsets()) for c in size_panel.collections)

@@ -292,25 +292,23 @@ def test_bf16_training_is_deterministic_and_tracks_fp32(tmp_path):
     assert all(v.dtype == torch.float32 for v in state["supernet"].values() if v.is_floating_point())
 
 
-def test_precision_of_every_experiment_from_the_environment(monkeypatch):
+def test_precision_of_every_experiment_is_an_argument(monkeypatch):
     from elmlib.repro import experiments
 
-    monkeypatch.delenv("ELMLIB_PRECISION", raising=False)
-    assert experiments.config("smoke").precision == "fp32"
-    monkeypatch.setenv("ELMLIB_PRECISION", "bf16")
-    assert experiments.config("micro", seed=2).precision == "bf16"
-    monkeypatch.setenv("ELMLIB_PRECISION", "half")
+    monkeypatch.setenv("ELMLIB_PRECISION", "bf16")  # read by `make` and the runs command only
+    assert experiments.config("smoke").precision == experiments.config("smoke", precision="").precision == "fp32"
+    assert experiments.config("micro", seed=2, precision="bf16").precision == "bf16"
     with pytest.raises(ValueError, match="precision='half' is not allowed"):
-        experiments.config("smoke")
+        experiments.config("smoke", precision="half")
 
 
 def test_the_search_cost_needs_no_retrained_model(tmp_path, monkeypatch):
     """The efficiency notebook asks for SEARCH_STAGES only: the run folders stop before retraining, their
     recorded stage times are the ones it plots, and a later full call finishes the same folder."""
     from elmlib.repro import experiments as ex
-    from elmlib.repro import plots
+    from elmlib.repro.figures import efficiency
 
-    def tiny(scale, seed=0, task="boolq", budget=None, **overrides):
+    def tiny(scale, seed=0, task="boolq", budget=None, precision=None, **overrides):
         return resolve_config(scale, task, budget, {"seed": seed, **TINY, **overrides})
 
     monkeypatch.setattr(ex, "config", tiny)
@@ -319,7 +317,7 @@ def test_the_search_cost_needs_no_retrained_model(tmp_path, monkeypatch):
     for run in runs.values():
         assert set(ex.stage_seconds(run)) == set(ex.SEARCH_STAGES) == {"pretrain", "finetune", "search", "heads"}
         assert (run / "arch.json").exists() and not (run / "final_metrics.csv").exists()
-    table = plots.efficiency_table(runs, "smoke", 0)
+    table = efficiency.efficiency_table(runs, "smoke", 0)
     assert len(table) == 2 * 4 and (table.seconds > 0).all()
     assert json.loads((runs["fixed"] / "config.json").read_text())["dynamic_ffn"] is False
     ex.main_run("smoke", root=tmp_path)

@@ -231,5 +231,5 @@ def test_default_folders_follow_the_environment_and_the_working_directory(tmp_pa
     assert files.figures_dir() == ROOT / "figures"
     monkeypatch.chdir(tmp_path)  # elsewhere: no shared table; plain results/ is the working directory's
     assert files.shared_results_dir() is None and files.results_dir() == tmp_path / "results"
-    monkeypatch.setenv("ELMLIB_RESULTS", str(tmp_path / "r"))
-    assert files.shared_results_dir() == files.results_dir() == tmp_path / "r"
+    monkeypatch.setenv("ELMLIB_RESULTS", str(tmp_path / "r"))  # moves the shared table; results/ is an argument
+    assert files.shared_results_dir() == tmp_path / "r" and files.results_dir() == tmp_path / "results"

@@ -49,7 +49,9 @@ def workspace() -> Path:
 
 
 def results_dir() -> Path:
-    return Path(os.environ.get("ELMLIB_RESULTS") or workspace() / "results")
+    """The default results folder: ``results/`` of the workspace. Commands take ``--results`` (or
+    ``$ELMLIB_RESULTS``) and notebooks ``out_dir`` to write elsewhere."""
+    return workspace() / "results"
 
 
 def shared_results_dir() -> Path | None:
@@ -62,7 +64,9 @@ def shared_results_dir() -> Path | None:
 
 
 def figures_dir() -> Path:
-    return Path(os.environ.get("ELMLIB_FIGURES") or workspace() / "figures")
+    """The default figures folder: ``figures/`` of the workspace (``--figures`` or ``$ELMLIB_FIGURES`` of
+    the ``figures`` command, a notebook's ``out_dir``, write elsewhere)."""
+    return workspace() / "figures"
 
 
 def user_cache_dir() -> Path:
@@ -172,9 +176,8 @@ def cpu_model() -> str:
 
 def device_description() -> str:
     """The device, and on CPU the processor and the vector ISA torch's kernels use, so a result that
-    differs in the last digits between machines can be traced (seen at small under bf16: seed 2 rerun
-    on a fresh machine, same packages, gave step-1 losses 1e-5 apart)."""
-    import torch
+    differs in the last digits between machines can be traced."""
+    import torch  # heavy: torch, only when a provenance record is written
 
     if torch.cuda.is_available():
         return f"cuda:{torch.cuda.get_device_name(0)} x{torch.cuda.device_count()}"

@@ -50,7 +50,7 @@ def read_results_csv(path: str | os.PathLike, fix: str = "re-run the notebook or
     """A results CSV as a DataFrame, refusing a file that is empty, unparsable, has no rows, does not end
     in a newline (cut off mid-write), or whose row count differs from ``rows`` in its provenance;
     ``fix`` ends every message."""
-    import pandas as pd
+    import pandas as pd  # heavy: pandas, only when a results CSV is read
 
     path = Path(path)
     raw = path.read_bytes() if path.is_file() else None

@@ -1,6 +1,6 @@
 """A short supernet demo on real text: SPOS masked-LM training, path comparison, export, reload.
 
-    python -m elmlib demo --scale smoke            # about a minute on 2 CPU cores
+    python -m elmlib demo --scale smoke            # its time: docs/speed.md
 
 It trains the supernet for a few hundred single-path steps on the offline Wikipedia corpus
 (paper Sec. III-A, uniform path sampling), scores a handful of sampled paths by held-out
@@ -19,8 +19,11 @@ from pathlib import Path
 import pandas as pd
 import torch
 import torch.nn.functional as F
+from transformers import AutoModelForMaskedLM
 
+from elmlib.data.corpus import mlm_batches
 from elmlib.io.files import workspace, write_json, write_result
+from elmlib.model.modeling_elm import ElmForMaskedLM
 from elmlib.nas.space import Architecture, SearchSpace
 from elmlib.nas.supernet import Supernet
 
@@ -44,11 +47,6 @@ def mlm_loss(net: Supernet, batch: dict, arch) -> torch.Tensor:
 
 
 def run(scale: str = "smoke", seed: int = 0, steps: int | None = None, run_dir: str | None = None) -> pd.DataFrame:
-    from transformers import AutoModelForMaskedLM
-
-    from elmlib.model.modeling_elm import ElmForMaskedLM
-    from elmlib.data.corpus import mlm_batches
-
     if scale not in SCALES:
         raise ValueError(f"scale={scale!r} is not allowed; expected one of {sorted(SCALES)}")
     settings = {**SCALES[scale], **({"steps": steps} if steps else {})}

@@ -3,9 +3,11 @@
 
 Every notebook calls these; each call is cached by its run folder (``run_search`` skips finished
 stages), so the first notebook that needs a run pays for it and the others only read it. Layout:
-``<root>/<scale>-seed<k>/{main, ablation-<name>, budget-<model>}`` with root ``runs/`` by default
-(``ELMLIB_RUNS`` or a notebook's ``run_dir`` parameter change it; ``ELMLIB_PRECISION=bf16`` trains every
-run under bf16 autocast).
+``<root>/<scale>-seed<k>/{main, ablation-<name>, budget-<model>}`` with ``root`` (a notebook's
+``run_dir`` parameter) ``runs/`` of the workspace by default; ``precision="bf16"`` (a notebook's
+``precision`` parameter) trains every run under bf16 autocast. Both are arguments of every driver:
+nothing here reads the environment (``make`` and the ``runs`` command turn ``$ELMLIB_RUNS`` and
+``$ELMLIB_PRECISION`` into these arguments).
 
     run = main_run("smoke", seed=0)                     # Algorithm 2 end to end -> run folder
     ablation_run("kd", "smoke", seed=0)                 # same, with classical KD (Table VII)
@@ -21,14 +23,21 @@ from pathlib import Path
 import pandas as pd
 import torch
 
+from elmlib.data.sources import hub_offline, hub_reachable
+from elmlib.data.tasks import get_task
+from elmlib.data.tokenization import load_tokenizer, tokenize_task
+from elmlib.extensions.squad import finetune_squad, squad_settings
+from elmlib.io.files import figures_dir, results_dir, workspace, write_csv, write_json
+from elmlib.nas.analysis import centroid_cosine
+from elmlib.nas.objective import TaskBatches, subset
+from elmlib.nas.space import Architecture, SearchSpace
 from elmlib.pipeline.config import SearchConfig, resolve_config
-from elmlib.io.files import workspace, write_csv, write_json
-from elmlib.repro.records import found_arch, stage_seconds, supernet_mean_ffn  # noqa: F401 (re-exported)
 from elmlib.pipeline.runfolder import claim_run_folder
+from elmlib.pipeline.context import load_supernet, saved_head
 from elmlib.pipeline.preflight import STAGES
 from elmlib.pipeline.retrain import retrain_architecture
 from elmlib.pipeline.run import SearchRun, run_search
-from elmlib.nas.space import Architecture, SearchSpace
+from elmlib.repro.records import found_arch, stage_seconds, supernet_mean_ffn  # noqa: F401 (re-exported)
 
 # Tables V-VIII: the setting each ablation switches off.
 ABLATIONS = {
@@ -51,9 +60,9 @@ MODELS = {
 
 
 def runs_root(root: str | os.PathLike | None = None) -> Path:
-    """Where run folders live: ``root``, else ``$ELMLIB_RUNS``, else ``runs/`` of the repository (of the
-    working directory when run outside it)."""
-    return Path(root or os.environ.get("ELMLIB_RUNS") or workspace() / "runs")
+    """Where run folders live: ``root``, else ``runs/`` of the repository (of the working directory when
+    run outside it)."""
+    return Path(root or workspace() / "runs")
 
 
 def run_path(scale: str, seed: int, name: str = "main", root: str | os.PathLike | None = None) -> Path:
@@ -67,10 +76,10 @@ def seeds_of(seed: int, n_seeds: int) -> list[int]:
     return list(range(int(seed), int(seed) + int(n_seeds)))
 
 
-def config(scale: str, seed: int = 0, task: str = "boolq", budget: float | None = None, **overrides) -> SearchConfig:
-    """The settings of one experiment; ``$ELMLIB_PRECISION`` (``make reproduce PRECISION=bf16``) sets
-    the training precision of every run folder, which their config.json and provenance record."""
-    precision = os.environ.get("ELMLIB_PRECISION")
+def config(scale: str, seed: int = 0, task: str = "boolq", budget: float | None = None,
+           precision: str | None = None, **overrides) -> SearchConfig:
+    """The settings of one experiment. ``precision`` ("fp32" or "bf16"; None or "" keeps the scale's)
+    is the training precision of the run folder, which its config.json and provenance record."""
     return resolve_config(scale, task, budget, {"seed": seed, **({"precision": precision} if precision else {}),
                                                 **overrides})
 
@@ -98,33 +107,34 @@ def _run(cfg: SearchConfig, run_dir: Path, stages=STAGES) -> Path:
     return run_search(cfg, run_dir, progress=False, stages=stages)
 
 
-def main_run(scale: str, seed: int = 0, task: str = "boolq", root=None, stages=STAGES) -> Path:
+def main_run(scale: str, seed: int = 0, task: str = "boolq", root=None, stages=STAGES, precision=None) -> Path:
     """Algorithm 2 end to end at the scale's budget; returns the run folder. ``stages=SEARCH_STAGES``
     stops before retraining (the search-cost notebook needs no retrained model)."""
-    return _run(config(scale, seed, task), run_path(scale, seed, "main", root), stages)
+    return _run(config(scale, seed, task, precision=precision), run_path(scale, seed, "main", root), stages)
 
 
-def model_run(model: str, scale: str, seed: int = 0, task: str = "boolq", root=None) -> Path:
+def model_run(model: str, scale: str, seed: int = 0, task: str = "boolq", root=None, precision=None) -> Path:
     """The search for one of the scale's named budgets (Fig. 5); the scale's own budget is the main run."""
     if model not in MODELS[scale]:
         raise ValueError(f"model={model!r} is not allowed at scale={scale!r}; expected one of {tuple(MODELS[scale])}")
     budget = MODELS[scale][model]
     if budget is None or budget == config(scale).budget:
-        return main_run(scale, seed, task, root)
-    return _run(config(scale, seed, task, budget), run_path(scale, seed, f"budget-{model}", root))
+        return main_run(scale, seed, task, root, precision=precision)
+    return _run(config(scale, seed, task, budget, precision=precision), run_path(scale, seed, f"budget-{model}", root))
 
 
-def ablation_run(name: str, scale: str, seed: int = 0, task: str = "boolq", root=None, stages=STAGES) -> Path:
+def ablation_run(name: str, scale: str, seed: int = 0, task: str = "boolq", root=None, stages=STAGES,
+                 precision=None) -> Path:
     """The search with one component switched off (Tables V-VIII). The head-search ablation differs
     from the main run only from the heads stage on, so it copies the main run's first three stages
     (recorded in ``shared_from.json``) instead of recomputing identical results. ``stages`` as in
     `main_run`."""
     if name not in ABLATIONS:
         raise ValueError(f"ablation={name!r} is not allowed; expected one of {tuple(ABLATIONS)}")
-    cfg = config(scale, seed, task, **ABLATIONS[name])
+    cfg = config(scale, seed, task, precision=precision, **ABLATIONS[name])
     folder = run_path(scale, seed, f"ablation-{name}", root)
     if name in _SHARES_FIRST_STAGES and not (folder / "search.done.json").exists():
-        main = main_run(scale, seed, task, root)
+        main = main_run(scale, seed, task, root, precision=precision)
         names = [p.name for p in main.iterdir() if p.is_file() and not p.name.startswith(".")
                  and p.name.split(".")[0] not in ("config", "heads", "retrain", "arch", "cka", "final_metrics")]
         _share_stages(cfg, main, folder, names, STAGES[:3])
@@ -134,7 +144,7 @@ def ablation_run(name: str, scale: str, seed: int = 0, task: str = "boolq", root
 SEARCH_MODES = ("supernet", "proxy_assisted", "proxy_only")
 
 
-def search_mode_run(mode: str, scale: str, seed: int = 0, task: str = "boolq", root=None) -> Path:
+def search_mode_run(mode: str, scale: str, seed: int = 0, task: str = "boolq", root=None, precision=None) -> Path:
     """The search-mode comparison (beyond the paper): supernet-only search (the main run),
     proxy-assisted search (the proxy ranks proposals, the supernet evaluates the best quarter; reuses
     the main run's trained supernet, recorded in ``shared_from.json``) and proxy-only search (no
@@ -142,11 +152,11 @@ def search_mode_run(mode: str, scale: str, seed: int = 0, task: str = "boolq", r
     if mode not in SEARCH_MODES:
         raise ValueError(f"mode={mode!r} is not allowed; expected one of {SEARCH_MODES}")
     if mode == "supernet":
-        return main_run(scale, seed, task, root)
+        return main_run(scale, seed, task, root, precision=precision)
     folder = run_path(scale, seed, f"search-{mode}", root)
-    cfg = config(scale, seed, task, search_mode=mode)
+    cfg = config(scale, seed, task, precision=precision, search_mode=mode)
     if mode == "proxy_assisted" and not (folder / "finetune.done.json").exists():
-        _share_supernet(cfg, main_run(scale, seed, task, root), folder)
+        _share_supernet(cfg, main_run(scale, seed, task, root, precision=precision), folder)
     return _run(cfg, folder)
 
 
@@ -167,15 +177,15 @@ def _share_stages(cfg: SearchConfig, main: Path, folder: Path, names: list[str],
         held.release()
 
 
-def search_modes(scale: str, seed: int = 0, task: str = "boolq", root=None) -> pd.DataFrame:
+def search_modes(scale: str, seed: int = 0, task: str = "boolq", root=None, precision=None) -> pd.DataFrame:
     """Wall time of the search (supernet training it needs + evolution) and the found model's dev
     metric, per search mode; one row per (mode, metric)."""
     rows = []
     for mode in SEARCH_MODES:
-        run = search_mode_run(mode, scale, seed, task, root)
+        run = search_mode_run(mode, scale, seed, task, root, precision)
         seconds = stage_seconds(run)
         if mode == "proxy_assisted":  # the shared supernet stages were paid by the main run
-            seconds.update({k: v for k, v in stage_seconds(main_run(scale, seed, task, root)).items()
+            seconds.update({k: v for k, v in stage_seconds(main_run(scale, seed, task, root, precision=precision)).items()
                             if k in STAGES[:2]})
         searched = json.loads((run / "arch_searched.json").read_text())
         for _, m in pd.read_csv(run / "final_metrics.csv").iterrows():
@@ -188,8 +198,9 @@ def search_modes(scale: str, seed: int = 0, task: str = "boolq", root=None) -> p
     return pd.DataFrame(rows)
 
 
-# Issue 6: importance reordering where ELM extracts narrower FFNs. The search may pick each block's FFN
-# up to two steps below its grown size; with importance the units are sorted so the prefix is the best.
+# Importance reordering where ELM extracts narrower FFNs (beyond the paper). The search may pick each
+# block's FFN up to two steps below its grown size; with importance the units are sorted so the prefix
+# is the best.
 IMPORTANCE_VARIANTS = {
     "grown widths": {},                                             # the main run: ELM as published
     "elastic widths": {"elastic_widths": 3},                         # prefixes of unsorted units
@@ -197,26 +208,26 @@ IMPORTANCE_VARIANTS = {
 }
 
 
-def importance_run(variant: str, scale: str, seed: int = 0, task: str = "boolq", root=None) -> Path:
+def importance_run(variant: str, scale: str, seed: int = 0, task: str = "boolq", root=None, precision=None) -> Path:
     """One of ``IMPORTANCE_VARIANTS``. Elastic widths without importance change nothing before the
     search, so that run copies the main run's trained supernet (recorded in ``shared_from.json``)."""
     if variant not in IMPORTANCE_VARIANTS:
         raise ValueError(f"variant={variant!r} is not allowed; expected one of {tuple(IMPORTANCE_VARIANTS)}")
     overrides = IMPORTANCE_VARIANTS[variant]
     if not overrides:
-        return main_run(scale, seed, task, root)
+        return main_run(scale, seed, task, root, precision=precision)
     folder = run_path(scale, seed, "importance-" + variant.replace(" + ", "-").replace(" ", "-"), root)
-    cfg = config(scale, seed, task, **overrides)
+    cfg = config(scale, seed, task, precision=precision, **overrides)
     if not overrides.get("importance") and not (folder / "finetune.done.json").exists():
-        _share_supernet(cfg, main_run(scale, seed, task, root), folder)
+        _share_supernet(cfg, main_run(scale, seed, task, root, precision=precision), folder)
     return _run(cfg, folder)
 
 
-def importance_variants(scale: str, seed: int = 0, task: str = "boolq", root=None) -> pd.DataFrame:
+def importance_variants(scale: str, seed: int = 0, task: str = "boolq", root=None, precision=None) -> pd.DataFrame:
     """Final dev metric, parameters and the searched FFN widths per importance variant."""
     frames = []
     for variant in IMPORTANCE_VARIANTS:
-        run = importance_run(variant, scale, seed, task, root)
+        run = importance_run(variant, scale, seed, task, root, precision)
         searched = json.loads((run / "arch_searched.json").read_text())
         frames.append(pd.read_csv(run / "final_metrics.csv").assign(
             variant=variant, search_score=searched["score"],
@@ -253,12 +264,12 @@ SCRATCH = "ELM (found, from scratch)"
 INHERITED = "ELM (found, supernet weights inherited; not in the paper)"
 
 
-def baselines(scale: str, seed: int = 0, task: str = "boolq", root=None) -> pd.DataFrame:
+def baselines(scale: str, seed: int = 0, task: str = "boolq", root=None, precision=None) -> pd.DataFrame:
     """Tables I/II at our scale: the found model (inheriting supernet weights, which the paper does not
     describe, and from scratch, as the paper retrains and like the baselines) beside the uniform baselines of the same budget, all with the
     same retraining recipe. One row per (model, metric)."""
-    run = main_run(scale, seed, task, root)
-    cfg = config(scale, seed, task)
+    run = main_run(scale, seed, task, root, precision=precision)
+    cfg = config(scale, seed, task, precision=precision)
     found = Architecture.from_dict({"layers": json.loads((run / "arch.json").read_text())["layers"]})
     # The main run retrains as its config says (from scratch, as the paper, unless inherit_weights=true);
     # the other way is retrained beside it, so the table always has both.
@@ -277,17 +288,9 @@ def feature_collapse(run_dir: str | os.PathLike, limit: int = 256) -> pd.DataFra
     fine-tuning: along the searched architecture, the mean-pooled last-layer features of ``limit`` dev
     rows; ``centroid_cosine`` (analysis.centroid_cosine; near 1 = every input gets the same features)
     and, after fine-tuning, the spread of the task head's logits across inputs (``logit_sd``, the mean
-    over outputs of their standard deviation; near 0 = one prediction for every input). Measured at
-    small, seed 1: under classical KD (Table VII) the features collapse (0.9997 after pretraining,
-    0.9998 and logit_sd 0.002 after fine-tuning), where relational KD keeps them apart (0.972, 0.982
-    and 0.28). Cached in the run folder as ``feature_collapse-<limit>.csv``, so a notebook re-renders it
+    over outputs of their standard deviation; near 0 = one prediction for every input). Cached in the
+    run folder as ``feature_collapse-<limit>.csv``, so a notebook re-renders it
     without the supernet checkpoints (which run records do not keep)."""
-    from elmlib.nas.analysis import centroid_cosine
-    from elmlib.nas.objective import TaskBatches, subset
-    from elmlib.pipeline.context import load_supernet, saved_head
-    from elmlib.data.tasks import get_task
-    from elmlib.data.tokenization import load_tokenizer, tokenize_task
-
     run_dir = Path(run_dir)
     cached = run_dir / f"feature_collapse-{int(limit)}.csv"
     if cached.exists():
@@ -329,54 +332,49 @@ def feature_collapse(run_dir: str | os.PathLike, limit: int = 256) -> pd.DataFra
     return table
 
 
-def ablations(scale: str, seed: int = 0, task: str = "boolq", root=None) -> pd.DataFrame:
+def ablations(scale: str, seed: int = 0, task: str = "boolq", root=None, precision=None) -> pd.DataFrame:
     """Tables V-VIII: final metrics with each component (the main run) and without it (one run each)."""
-    main = pd.read_csv(main_run(scale, seed, task, root) / "final_metrics.csv")
+    main = pd.read_csv(main_run(scale, seed, task, root, precision=precision) / "final_metrics.csv")
     frames = []
     for name in ABLATIONS:
-        without = pd.read_csv(ablation_run(name, scale, seed, task, root) / "final_metrics.csv")
+        without = pd.read_csv(ablation_run(name, scale, seed, task, root, precision=precision) / "final_metrics.csv")
         frames += [main.assign(ablation=name, variant="with"), without.assign(ablation=name, variant="without")]
     return pd.concat(frames, ignore_index=True)
 
 
 def squad_status() -> str:
     """"" when SQuAD can be had, else why Table III has no numbers of ours (SQuAD is on the hub only)."""
-    from elmlib.data.sources import hub_offline, hub_reachable
-
     if hub_offline() or not hub_reachable():
         return "not run: requires hub data (rajpurkar/squad, rajpurkar/squad_v2), unreachable here"
     return ""
 
 
-def squad_run(version: str, scale: str, seed: int = 0, task: str = "boolq", root=None, **overrides) -> dict:
+def squad_run(version: str, scale: str, seed: int = 0, task: str = "boolq", root=None, precision=None,
+              **overrides) -> dict:
     """Table III: the main run's found encoder (its retrained, pretrained ``retrain_pretrained/``)
     fine-tuned on SQuAD ``version`` at the scale's SQuAD schedule, in ``<main run>/squad-v<version>``."""
-    from elmlib.extensions.squad import finetune_squad, squad_settings
-
-    main = main_run(scale, seed, task, root)
+    main = main_run(scale, seed, task, root, precision=precision)
     settings = squad_settings(scale, version=version, seed=seed, **overrides)
     return finetune_squad(main / "retrain_pretrained", main / f"squad-v{version}", settings)
 
 
-def squad_scores(scale: str, seed: int = 0, task: str = "boolq", root=None) -> tuple[dict, str]:
-    """({(task, metric): value} for SQuAD v1.1 and v2.0, status) for `plots.table3_table`; offline the
+def squad_scores(scale: str, seed: int = 0, task: str = "boolq", root=None, precision=None) -> tuple[dict, str]:
+    """({(task, metric): value} for SQuAD v1.1 and v2.0, status) for `figures.squad.table3_table`; offline the
     dict is empty and the status says why."""
     status = squad_status()
     if status:
         return {}, status
     ours = {}
     for version, name in (("1.1", "squad"), ("2.0", "squad_v2")):
-        metrics = squad_run(version, scale, seed, task, root)
+        metrics = squad_run(version, scale, seed, task, root, precision)
         ours.update({(name, m): metrics[m] for m in ("exact_match", "f1")})
     return ours, f"measured: {scale} found encoder fine-tuned on SQuAD without KD (elmlib.extensions.squad)"
 
 
 def output_dirs(out_dir: str | os.PathLike | None = None, scale: str = "smoke") -> tuple[Path, Path]:
-    """(results, figures) folders: ``<out_dir>/results`` and ``<out_dir>/figures``, else the defaults
-    (``results/`` and ``figures/``, or ``$ELMLIB_RESULTS`` and ``$ELMLIB_FIGURES``), with a
-    ``<scale>/`` subfolder for every scale but smoke, so the scales' tables live side by side."""
-    from elmlib.io.files import figures_dir, results_dir
-
+    """(results, figures) folders: ``<out_dir>/results`` and ``<out_dir>/figures``, else ``results/`` and
+    ``figures/`` of the workspace with a ``<scale>/`` subfolder for every scale but smoke, so the scales'
+    tables live side by side."""
     if out_dir:
         return Path(out_dir) / "results", Path(out_dir) / "figures"
     if scale == "smoke":

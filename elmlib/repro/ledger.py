@@ -18,8 +18,10 @@ import numpy as np
 import pandas as pd
 from scipy import optimize, stats
 
-from elmlib.repro import paper
 from elmlib.io.inputs import read_results_csv
+from elmlib.nas.space import SearchSpace
+from elmlib.pipeline.config import SCALES
+from elmlib.repro import paper
 
 ALPHA, POWER, MAX_SEEDS = 0.05, 0.80, 1000
 NAN = math.nan
@@ -141,10 +143,6 @@ def _missing(name: str) -> str:
     return f"no {name}.csv at this scale"
 
 
-def _paper_model(scale: str) -> str:
-    return "ELM-Micro" if scale in ("smoke", "micro") else "ELM-Small"
-
-
 def _by_seed(df: pd.DataFrame, column: str, a, b, values: str = "value") -> pd.Series:
     """Per seed: (rows where column == a) - (rows where column == b), seeds present in both arms only."""
     wide = df.pivot_table(index="seed", columns=column, values=values)
@@ -171,7 +169,7 @@ def _table1_effect(model: str, task: str) -> tuple[float, str]:
 def claim_table1_2(folder: Path, scale: str) -> list[Row]:
     claim = "Tables I/II: found beats same-size hand-designed"
     labels = {"AVG": "average", "SST-2": "SST-2, the nearest task to ours"}
-    df, model = _read(folder, "table1_2_glue"), _paper_model(scale)
+    df, model = _read(folder, "table1_2_glue"), paper.paper_model(scale)
     if df is None:
         effect, text = _table1_effect(model, "AVG")
         return [not_run(claim, text, _missing("table1_2_glue"), effect, "points")]
@@ -193,7 +191,7 @@ ABLATION_CLAIMS = {"dynamic_ffn": "dynamic FFN dims help", "head_search": "head 
 
 def claim_ablations(folder: Path, scale: str) -> list[Row]:
     df = _read(folder, "table5_8_ablations")
-    model = _paper_model(scale)
+    model = paper.paper_model(scale)
     rows = []
     for name, entry in paper.ABLATIONS.items():
         with_it, without = entry[model]
@@ -260,9 +258,7 @@ def _found_archs(folder: Path) -> pd.DataFrame | None:
                          for i, layer in enumerate(json.loads(r.arch)["layers"])])
 
 
-def _space(scale: str):
-    from elmlib.pipeline.config import SCALES
-    from elmlib.nas.space import SearchSpace
+def _space(scale: str) -> SearchSpace:
     return SearchSpace.preset(SCALES.get(scale, {}).get("space", "small"))
 
 
@@ -305,7 +301,7 @@ def claim_fig5(folder: Path, scale: str) -> list[Row]:
 
 
 def claim_table3(folder: Path, scale: str) -> list[Row]:
-    claim, model = "Table III: SQuAD v1.1/v2.0", _paper_model(scale)
+    claim, model = "Table III: SQuAD v1.1/v2.0", paper.paper_model(scale)
     em, f1, em2, f12 = paper.TABLE3[model]
     text = f"{model} EM/F1 {em}/{f1} (v1.1), {em2}/{f12} (v2.0)"
     df = _read(folder, "table3_squad")

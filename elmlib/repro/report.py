@@ -9,15 +9,16 @@ in one error line while the other sections are still produced.
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 import pandas as pd
 
-from elmlib.repro import ledger
-from elmlib.repro import paper
 from elmlib.io.files import results_dir
 from elmlib.io.inputs import CSV_ERRORS, failure_line, raise_failures, read_results_csv
-from elmlib.repro.plots import ablation_deltas, fig5_summary
+from elmlib.repro import ledger, paper
+from elmlib.repro.figures.ablations import ablation_deltas
+from elmlib.repro.figures.architectures import fig5_summary
 
 
 def _mean_sd(v: pd.Series, scale: float = 1.0, digits: int = 1, sign: bool = False) -> str:
@@ -116,8 +117,9 @@ SECTIONS = {"table1_2_glue": _report_glue, "table5_8_ablations": _report_ablatio
             "fig3b_block_similarity": _report_similarity}
 
 
-def collect_report(results) -> tuple[str, list[tuple[str, Exception]]]:
-    """(markdown of every section whose CSV exists and reads, failures naming the CSVs that did not)."""
+def collect_report(results=None) -> tuple[str, list[tuple[str, Exception]]]:
+    """(markdown of every section whose CSV exists and reads, failures naming the CSVs that did not);
+    ``results``: the folder of the CSVs, ``results/`` of the workspace by default."""
     results = Path(results or results_dir())
     out, failed = [], []
     for name, section in SECTIONS.items():
@@ -141,8 +143,16 @@ def report(results=None) -> str:
 SCALE_CHOICES = ("smoke", "micro", "small", "paper")
 
 
+def command_line_results(results: str | None) -> Path:
+    """The results folder of a command: ``--results``, else ``$ELMLIB_RESULTS``, else ``results/`` of the
+    workspace (the environment is read here, at the command line, and nowhere in the library)."""
+    if results and not Path(results).is_dir():
+        raise FileNotFoundError(f"--results {results} is not a folder; give the folder holding the results CSVs")
+    return Path(results or os.environ.get("ELMLIB_RESULTS") or results_dir())
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--results", default=None, help="results folder (default: results/ or $ELMLIB_RESULTS)")
+    parser.add_argument("--results", default=None, help="results folder (default: $ELMLIB_RESULTS, else results/)")
     parser.add_argument("--scale", choices=SCALE_CHOICES, default=None,
                         help="read <results>/<scale>/ (smoke: <results>/ itself); default: the --results folder")
     parser.add_argument("--ledger", action="store_true",
@@ -152,9 +162,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     """Print every section that can be produced, then raise a ValueError naming the CSVs that could not."""
-    if args.results and not Path(args.results).is_dir():
-        raise FileNotFoundError(f"--results {args.results} is not a folder; give the folder holding the results CSVs")
-    folder = Path(args.results or results_dir())
+    folder = command_line_results(args.results)
     if getattr(args, "scale", None):
         folder = ledger.scale_folder(folder, args.scale)
         if not folder.is_dir():

@@ -1,11 +1,12 @@
 """Build every run folder a scale's notebooks read, several at a time, before rendering them.
 
-The notebooks build what they need one run folder after another. At the small widths one process
-gains little from a second thread, so two single-thread processes on 2 cores (or several processes on
-one GPU) finish about twice as fast. This module plans the run folders of `elmlib.repro.experiments` with
-their dependencies (a folder that copies the main run's trained stages waits for it; the task teacher
-that every folder of a seed shares is trained by the first that needs it while the others wait on its
-lock) and runs them in worker processes; the notebooks then render from the cache.
+The notebooks build what they need one run folder after another; at the small widths one process
+gains little from a second thread, so several single-thread processes use the cores better (timings:
+docs/running.md, "Building run folders in parallel"). This module plans the run folders of
+`elmlib.repro.experiments` with their dependencies (a folder that copies the main run's trained stages
+waits for it; the task teacher that every folder of a seed shares is trained by the first that needs it
+while the others wait on its lock) and runs them in worker processes; the notebooks then render from
+the cache.
 
     python -m elmlib runs --scale micro --task rotten_tomatoes --seeds 3 --jobs 2
     run_jobs(plan("micro", seeds=3), "micro", "rotten_tomatoes", jobs=2)
@@ -21,6 +22,8 @@ import sys
 import time
 from dataclasses import dataclass
 from typing import Callable
+
+import torch
 
 from elmlib.repro import experiments as ex
 
@@ -73,25 +76,23 @@ def plan(scale: str, seeds: int = 1, first_seed: int = 0, only: list[str] | None
     return [Job(name, seed, after) for seed in range(first_seed, first_seed + seeds) for name, after in kinds.items()]
 
 
-def work(job: Job, scale: str, task: str, root=None, threads: int = 1) -> float:
+def work(job: Job, scale: str, task: str, root=None, threads: int = 1, precision: str | None = None) -> float:
     """Build one job's run folder (in a worker process); returns its wall time in seconds."""
-    import torch
-
     torch.set_num_threads(threads)
     start, seed = time.time(), job.seed
     name = job.name
     if name == "main":
-        ex.main_run(scale, seed, task, root)
+        ex.main_run(scale, seed, task, root, precision=precision)
     elif name == "baselines":
-        ex.baselines(scale, seed, task, root)
+        ex.baselines(scale, seed, task, root, precision=precision)
     elif name.startswith("ablation-"):
-        ex.ablation_run(name.removeprefix("ablation-"), scale, seed, task, root)
+        ex.ablation_run(name.removeprefix("ablation-"), scale, seed, task, root, precision=precision)
     elif name.startswith("search-"):
-        ex.search_mode_run(name.removeprefix("search-"), scale, seed, task, root)
+        ex.search_mode_run(name.removeprefix("search-"), scale, seed, task, root, precision=precision)
     elif name in _IMPORTANCE_JOBS:
-        ex.importance_run(_IMPORTANCE_JOBS[name], scale, seed, task, root)
+        ex.importance_run(_IMPORTANCE_JOBS[name], scale, seed, task, root, precision=precision)
     elif name.startswith("budget-"):
-        ex.model_run(name.removeprefix("budget-"), scale, seed, task, root)
+        ex.model_run(name.removeprefix("budget-"), scale, seed, task, root, precision=precision)
     else:
         raise ValueError(f"job {name!r} is unknown")
     return time.time() - start
@@ -137,9 +138,10 @@ def execute(jobs: list[Job], run: Callable[[Job], float], pool: cf.Executor, slo
 
 
 def run_jobs(jobs: list[Job], scale: str, task: str = "boolq", jobs_at_once: int = 1, threads: int | None = None,
-             root=None, log=print) -> dict:
+             root=None, log=print, precision: str | None = None) -> dict:
     """Run ``jobs`` in ``jobs_at_once`` worker processes of ``threads`` torch threads each (default: the
-    CPU cores shared out). Interrupted runs resume from their checkpoints when called again."""
+    CPU cores shared out), the run folders under ``root`` trained at ``precision`` (as
+    `elmlib.repro.experiments.config`). Interrupted runs resume from their checkpoints when called again."""
     if jobs_at_once < 1:
         raise ValueError(f"jobs={jobs_at_once} is not allowed; expected >= 1")
     cores = os.cpu_count() or 1
@@ -151,8 +153,8 @@ def run_jobs(jobs: list[Job], scale: str, task: str = "boolq", jobs_at_once: int
             f"pass {fix} or fewer (also for any other run on this machine)")
     context = multiprocessing.get_context("spawn")  # no forked torch or CUDA state
     with cf.ProcessPoolExecutor(jobs_at_once, mp_context=context) as pool:
-        return execute(jobs, functools.partial(work, scale=scale, task=task, root=root, threads=threads), pool,
-                       jobs_at_once, log)
+        run = functools.partial(work, scale=scale, task=task, root=root, threads=threads, precision=precision)
+        return execute(jobs, run, pool, jobs_at_once, log)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -163,7 +165,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--jobs", type=int, default=1, help="run folders built at once (worker processes)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads per job (default: cores / jobs)")
     parser.add_argument("--only", default="", help="comma-separated job names (and what they wait for)")
-    parser.add_argument("--run-dir", default=None, help="root of the run folders (default: runs/ or $ELMLIB_RUNS)")
+    parser.add_argument("--run-dir", default=None, help="root of the run folders (default: $ELMLIB_RUNS, else runs/)")
+    parser.add_argument("--precision", default=None, choices=("fp32", "bf16"),
+                        help="training precision of every run folder (default: $ELMLIB_PRECISION, else the scale's)")
     parser.add_argument("--dry-run", action="store_true", help="print the plan only")
 
 
@@ -173,8 +177,11 @@ def main(args: argparse.Namespace) -> int:
         for job in jobs:
             print(f"{job.name} seed {job.seed}" + (f" after {', '.join(job.after)}" if job.after else ""))
         return 0
+    # The environment is read here, at the command line; the drivers take these as arguments.
+    root = args.run_dir or os.environ.get("ELMLIB_RUNS") or None
+    precision = args.precision or os.environ.get("ELMLIB_PRECISION") or None
     try:
-        run_jobs(jobs, args.scale, args.task, args.jobs, args.threads, args.run_dir)
+        run_jobs(jobs, args.scale, args.task, args.jobs, args.threads, root, precision=precision)
     except RuntimeError as err:  # a job failed: its own error was printed by the job
         print(f"error: {err}", file=sys.stderr)
         return 1
