@@ -96,6 +96,13 @@ def test_a_gpu_that_is_not_there_is_refused(tmp_path, capsys):
     assert_one_line(err, "device='cuda:0'", "no CUDA GPU")
 
 
+@pytest.mark.parametrize("device", ["mps", "meta"])
+def test_a_device_type_elmlib_does_not_train_on_is_refused(tmp_path, capsys, device):
+    code, err = run_cli(capsys, "search", "--set", f"device={device}", "--run-dir", str(tmp_path / "run"))
+    assert code == 2 and not (tmp_path / "run").exists()
+    assert_one_line(err, f"device={device!r}", "expected auto, cpu, cuda or cuda:N")
+
+
 @pytest.mark.parametrize("argv, culprit", [
     (["--task", "nope"], "unknown task 'nope'"), (["--task", "sst2"], "task='sst2' (nyu-mll/glue) needs the hub"),
     (["--task", "squad"], "extractive QA"), (["--stages", "pretrain,bogus"], "--stages pretrain,bogus"),

@@ -24,6 +24,7 @@ ALLOWED = {
     "extensions": {"errors", "io", "model", "train", "data", "nas"},
     "pipeline": {"errors", "io", "model", "train", "data", "nas", "extensions"},
     "repro": {"errors", "io", "model", "train", "data", "nas", "extensions", "pipeline"},
+    "benchmarks": set(),  # packaged data files (the FlexiBERT records), no code
 }
 TOP = {"elmlib", "elmlib.__main__"}  # the package's front door may re-export from anywhere
 PLOTTING = ("matplotlib", "seaborn")
@@ -150,4 +151,4 @@ def test_the_checks_catch_what_they_claim():
     assert find_cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c", "a"]]
     assert find_cycles({"a": {"b"}, "b": set(), "c": {"a", "b"}}) == []
     assert "pipeline" not in ALLOWED["nas"] and "repro" not in ALLOWED["extensions"]
-    assert {part(m) for m in MODULES} - {"elmlib"} <= set(ALLOWED), "a subpackage is missing from ALLOWED"
+    assert {part(m) for m in MODULES if m not in TOP} <= set(ALLOWED), "a subpackage is missing from ALLOWED"

@@ -47,11 +47,11 @@ def check_device(cfg: SearchConfig) -> None:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise UserError(f"setting device={cfg.device!r} is not allowed: this machine has no CUDA GPU "
                         "(use device=cpu or auto)")
-        if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
-            raise UserError(f"setting device={cfg.device!r} is not allowed: this machine has "
-                            f"{torch.cuda.device_count()} CUDA device(s)")
-        if device.type not in ("cpu", "cuda"):
-            raise UserError(f"setting device={cfg.device!r} is not allowed; expected auto, cpu, cuda or cuda:N")
+    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+        raise UserError(f"setting device={cfg.device!r} is not allowed: this machine has "
+                        f"{torch.cuda.device_count()} CUDA device(s)")
+    if device.type not in ("cpu", "cuda"):
+        raise UserError(f"setting device={cfg.device!r} is not allowed; expected auto, cpu, cuda or cuda:N")
     if cfg.precision == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
         raise UserError("setting precision='bf16' is not allowed on this GPU (no bfloat16 support); use fp32")
 
