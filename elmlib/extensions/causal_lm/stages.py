@@ -26,6 +26,8 @@ from elmlib.train.training import TrainLoop, adamw
 
 
 def cosine_schedule(optimizer, total_steps: int, warmup_ratio: float) -> torch.optim.lr_scheduler.LambdaLR:
+    """Linear warm-up over ``warmup_ratio`` of the steps, then cosine decay to 0 (the paper's causal-LM
+    pretraining schedule, Sec. V)."""
     warmup = max(1, int(total_steps * warmup_ratio))
 
     def factor(step: int) -> float:
