@@ -37,7 +37,7 @@ from elmlib.pipeline.context import load_supernet, saved_head
 from elmlib.pipeline.preflight import STAGES
 from elmlib.pipeline.retrain import retrain_architecture
 from elmlib.pipeline.run import SearchRun, run_search
-from elmlib.repro.records import found_arch, stage_seconds, supernet_mean_ffn  # noqa: F401 (re-exported)
+from elmlib.repro.records import stage_seconds
 
 # Tables V-VIII: the setting each ablation switches off.
 ABLATIONS = {
@@ -185,8 +185,8 @@ def search_modes(scale: str, seed: int = 0, task: str = "boolq", root=None, prec
         run = search_mode_run(mode, scale, seed, task, root, precision)
         seconds = stage_seconds(run)
         if mode == "proxy_assisted":  # the shared supernet stages were paid by the main run
-            seconds.update({k: v for k, v in stage_seconds(main_run(scale, seed, task, root, precision=precision)).items()
-                            if k in STAGES[:2]})
+            paid = stage_seconds(main_run(scale, seed, task, root, precision=precision))
+            seconds.update({k: v for k, v in paid.items() if k in STAGES[:2]})
         searched = json.loads((run / "arch_searched.json").read_text())
         for _, m in pd.read_csv(run / "final_metrics.csv").iterrows():
             rows.append(dict(mode=mode, search_seconds=sum(seconds.get(k, 0.0) for k in STAGES[:3]),
@@ -266,8 +266,8 @@ INHERITED = "ELM (found, supernet weights inherited; not in the paper)"
 
 def baselines(scale: str, seed: int = 0, task: str = "boolq", root=None, precision=None) -> pd.DataFrame:
     """Tables I/II at our scale: the found model (inheriting supernet weights, which the paper does not
-    describe, and from scratch, as the paper retrains and like the baselines) beside the uniform baselines of the same budget, all with the
-    same retraining recipe. One row per (model, metric)."""
+    describe, and from scratch, as the paper retrains and like the baselines) beside the uniform
+    baselines of the same budget, all with the same retraining recipe. One row per (model, metric)."""
     run = main_run(scale, seed, task, root, precision=precision)
     cfg = config(scale, seed, task, precision=precision)
     found = Architecture.from_dict({"layers": json.loads((run / "arch.json").read_text())["layers"]})

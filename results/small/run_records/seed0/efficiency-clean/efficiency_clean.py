@@ -3,7 +3,7 @@ the fixed-dimension ablation, sequentially, alone on the machine, 2 threads, bf1
 import os, sys, time, torch
 os.environ.setdefault("ELMLIB_PRECISION", "bf16")
 torch.set_num_threads(2)
-from elmlib import experiments as ex
+from elmlib.repro import experiments as ex
 
 root = sys.argv[1] if len(sys.argv) > 1 else None  # None: runs/ or $ELMLIB_RUNS
 t = time.time()
