@@ -5,7 +5,7 @@
     pipeline("text-classification", model="exported/boolq-smoke", truncation=True)
 
 The folder holds the retrained classifier of stage 5 (``model.safetensors``; ``config.json`` with the
-task's label names as ``id2label``; ``configuration_elm.py``/``modeling_elm.py``, so it also loads with
+task's label names as ``id2label``; ``configuration_elm.py``/``blocks.py``/``modeling_elm.py``, so it also loads with
 ``trust_remote_code=True`` where elmlib is not installed), the tokenizer with the training length as
 ``model_max_length``, and a model card ``README.md``: the architecture per layer, parameters against the
 budget, latency and the hardware it was measured on, dev metrics with their number of rows, the teacher,
@@ -245,7 +245,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     out = export_run(args.run_dir, args.out, args.overwrite)
     print(f"exported {args.run_dir} -> {out}\n"
-          f"  from transformers import pipeline; pipeline('text-classification', model={str(out)!r}, truncation=True)")
+          f"  import elmlib; from transformers import pipeline\n"
+          f"  pipeline('text-classification', model={str(out)!r}, truncation=True)   # without elmlib: "
+          f"trust_remote_code=True")
     return 0
 
 
@@ -283,7 +285,7 @@ def _usage(run: FinishedRun, id2label: dict[int, str]) -> str:
             f"Inputs: {' + '.join(spec.text_fields)} ({'a pair' if spec.is_pair else 'one text'}), cut to "
             f"{run.cfg.max_length} tokens as in training (`truncation=True`). Labels: {labels}. `import elmlib` "
             "registers the model with transformers' Auto classes; without elmlib pass `trust_remote_code=True` "
-            "(the folder carries `configuration_elm.py` and `modeling_elm.py`).\n")
+            "(the folder carries `configuration_elm.py`, `blocks.py` and `modeling_elm.py`).\n")
 
 
 def _architecture(run: FinishedRun) -> str:

@@ -57,14 +57,22 @@ def adamw(modules: Iterable[nn.Module], lr: float, weight_decay: float) -> torch
                               {"params": no_decay, "weight_decay": 0.0}], lr=lr, betas=(0.9, 0.999))
 
 
-def linear_warmup_decay(optimizer, total_steps: int, warmup_ratio: float) -> torch.optim.lr_scheduler.LambdaLR:
-    warmup = max(1, int(total_steps * warmup_ratio))
+def _warmup_then(decay: Callable[[int, int, int], float]):
+    """A schedule: linear warm-up over ``warmup_ratio`` of the steps, then ``decay(step, warmup, total)``."""
+    def schedule(optimizer, total_steps: int, warmup_ratio: float) -> torch.optim.lr_scheduler.LambdaLR:
+        warmup = max(1, int(total_steps * warmup_ratio))
 
-    def factor(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / warmup
-        return max(0.0, (total_steps - step) / max(1, total_steps - warmup))
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+        def factor(step: int) -> float:
+            return (step + 1) / warmup if step < warmup else decay(step, warmup, total_steps)
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+    return schedule
+
+
+# BERT's schedule: warm-up, then linear decay to 0 (every encoder stage, Appendix A).
+linear_warmup_decay = _warmup_then(lambda step, warmup, total: max(0.0, (total - step) / max(1, total - warmup)))
+# Warm-up, then cosine decay to 0 (the paper's causal-LM pretraining, Sec. V).
+cosine_warmup_decay = _warmup_then(
+    lambda step, warmup, total: 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, total - warmup)))))
 
 
 def fit(model: nn.Module, batches_for_epoch: Callable[[int], Iterable[dict]], steps: int, *, lr: float,

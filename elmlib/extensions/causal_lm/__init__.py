@@ -26,12 +26,12 @@ from elmlib.extensions.causal_lm.data import (
 )
 from elmlib.extensions.causal_lm.evaluation import evaluate, generate_responses, perplexity, rouge_l
 from elmlib.extensions.causal_lm.minillm import minillm_loss, sample_responses, token_reverse_kl
-from elmlib.extensions.causal_lm.stages import cosine_schedule, distill, pretrain, sft
+from elmlib.extensions.causal_lm.stages import distill, pretrain, sft
 from elmlib.extensions.causal_lm.students import (
     build_student, clm_space, documented_architecture, found_architecture, matched_uniform, student_architectures,
 )
 
-__all__ = ["CLM_SCALES", "ClmConfig", "build_student", "clm_rows", "clm_space", "cosine_schedule", "distill",
+__all__ = ["CLM_SCALES", "ClmConfig", "build_student", "clm_rows", "clm_space", "distill",
            "documented_architecture", "evaluate", "found_architecture", "generate_responses", "instruction_examples",
            "left_pad", "load_teacher_lm", "matched_uniform", "minillm_loss", "perplexity", "pretrain", "prompt_ids",
            "resolve_clm_config", "rouge_l", "row_batches", "sample_responses", "sft", "student_architectures",

@@ -13,7 +13,6 @@
 """
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import torch
@@ -22,19 +21,7 @@ from elmlib.extensions.causal_lm.config import ClmConfig
 from elmlib.extensions.causal_lm.data import left_pad, prompt_ids, row_batches
 from elmlib.extensions.causal_lm.minillm import minillm_loss, sample_responses
 from elmlib.train.runtime import seeded_generator
-from elmlib.train.training import TrainLoop, adamw
-
-
-def cosine_schedule(optimizer, total_steps: int, warmup_ratio: float) -> torch.optim.lr_scheduler.LambdaLR:
-    """Linear warm-up over ``warmup_ratio`` of the steps, then cosine decay to 0 (the paper's causal-LM
-    pretraining schedule, Sec. V)."""
-    warmup = max(1, int(total_steps * warmup_ratio))
-
-    def factor(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / warmup
-        return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, total_steps - warmup))))
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+from elmlib.train.training import TrainLoop, adamw, cosine_warmup_decay
 
 
 def _loop(name, folder, model, lr, steps, cfg: ClmConfig, epochs=1) -> TrainLoop:
@@ -42,8 +29,7 @@ def _loop(name, folder, model, lr, steps, cfg: ClmConfig, epochs=1) -> TrainLoop
     opt = adamw([model], lr, cfg.weight_decay)
     loop = TrainLoop(name, folder, modules={"model": model}, optimizer=opt, epochs=epochs, steps_per_epoch=steps,
                      warmup_ratio=cfg.warmup_ratio, checkpoint_every=cfg.checkpoint_every,
-                     config_digest=cfg.digest(), progress=False, seed=cfg.seed)
-    loop.scheduler = cosine_schedule(opt, loop.total_steps, cfg.warmup_ratio)  # the paper's cosine schedule
+                     config_digest=cfg.digest(), progress=False, seed=cfg.seed, schedule=cosine_warmup_decay)
     return loop
 
 
