@@ -1,4 +1,4 @@
-"""Generation throughput of the exported causal ELM model vs transformers' GPT-2 (issue 7, "Speed").
+"""Generation throughput of the exported causal ELM model vs transformers' GPT-2.
 
 Both models have the `small` preset's width and depth (hidden 528, 12 layers, 12 heads) and GPT-2's
 50,257-token vocabulary; both run ``generate()`` greedily with the KV cache, a 32-token prompt and

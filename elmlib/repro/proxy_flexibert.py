@@ -25,7 +25,7 @@ from elmlib.repro.figsave import save_figure
 REFERENCES = {
     "params": (0.645, 0.447, "number of parameters, this dev file (related.md)"),
     "zerolm": (0.76, 0.53, "ZeroLM, all 500 FlexiBERT architectures (arXiv 2503.18646)"),
-    "layerwise": (0.80, 0.58, "goal of issue 6 (held-out architectures)"),
+    "layerwise": (0.80, 0.58, "elmlib target (held-out architectures)"),
 }
 
 #: Scale presets: how many architectures (None = all) and how much cross-validation.
