@@ -55,5 +55,5 @@ def test_notebook_searches_exports_and_classifies_at_smoke(tmp_path):
     for ext in ("png", "pdf"):
         assert (tmp_path / "out" / "figures" / f"search_your_data.{ext}").stat().st_size > 1000
     executed = json.loads((tmp_path / "executed.ipynb").read_text())
-    last = executed["cells"][-1]["outputs"][0]["data"]["text/plain"]
-    assert "predicted" in "".join(last) and "probability" in "".join(last)
+    shown = ["".join(o["data"]["text/plain"]) for o in executed["cells"][-1]["outputs"] if "data" in o]
+    assert shown and "predicted" in shown[-1] and "probability" in shown[-1]
