@@ -51,7 +51,8 @@ def test_notebook_searches_exports_and_classifies_at_smoke(tmp_path):
     assert (run / "final_metrics.csv").exists() and len(pd.read_csv(run / "pareto_front.csv")) >= 1
     config = json.loads((run / "export" / "config.json").read_text())
     assert config["id2label"] == {"0": "negative", "1": "positive"}
-    assert (run / "export" / "README.md").read_text().startswith("---") or (run / "export" / "README.md").stat().st_size
+    card = (run / "export" / "README.md").read_text()
+    assert card.startswith("---\nlibrary_name: transformers") and "blocks.py" in card  # the model card
     for ext in ("png", "pdf"):
         assert (tmp_path / "out" / "figures" / f"search_your_data.{ext}").stat().st_size > 1000
     executed = json.loads((tmp_path / "executed.ipynb").read_text())
