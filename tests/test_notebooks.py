@@ -267,6 +267,10 @@ EXPECTED = {
                            lambda d: (d.params <= 1.05e6).all() and len(d) == 4),
     "table1_2_glue": ({"model", "metric", "value", "params", "latency_ms", "paper_value", "scale", "seed"},
                       lambda d: d.value.between(0, 1).all() and (d.params <= 1.05e6).all() and d.model.nunique() == 4),
+    "table1_2_suite": ({"model", "suite", "search_task", "task", "metric", "value", "paper_value", "scale", "seed"},
+                       lambda d: d.value.between(0, 100).all() and d.model.nunique() == 4
+                       and list(dict.fromkeys(d.task)) == ["boolq", "rotten_tomatoes", "trec", "sms_spam", "crowdflower",
+                                                          "AVG"]),
     "table5_8_ablations": ({"ablation", "variant", "metric", "value", "paper_value", "scale", "seed"},
                            lambda d: d.value.between(0, 1).all() and set(d.ablation) == set(paper.ABLATIONS)),
     "fig3b_block_similarity": ({"kd", "layer", "similarity", "scale", "seed"},

@@ -92,6 +92,16 @@ TASKS: dict[str, TaskSpec] = {t.name: t for t in [
 ]}
 
 
+# Task suites (paper, Tables I/II): the search runs once on one member's search split, then the found model
+# and every baseline are fine-tuned on each member and scored on its dev split (elmlib.pipeline.suite).
+# ``glue``: Table II's tasks in its column order (WNLI is not reported); ``offline``: every packaged task
+# whose label is a class (the regression variant of Rotten Tomatoes repeats its sentences).
+SUITES: dict[str, tuple[str, ...]] = {
+    "glue": ("qnli", "mrpc", "sst2", "cola", "stsb", "mnli", "rte", "qqp"),
+    "offline": ("boolq", "rotten_tomatoes", "trec", "sms_spam", "crowdflower"),
+}
+
+
 class UnknownTask(KeyError, ValueError):
     """A task name not in the registry; the message lists the known ones. A ValueError too, so the CLI
     reports it as a user error (one ``error:`` line, exit 2)."""

@@ -36,8 +36,9 @@ COMMANDS = {
 
 def add_search_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--scale", default="smoke", help="smoke | small | paper")
-    parser.add_argument("--task", default="boolq", help="a task name, or a data file (.csv/.tsv/.jsonl/.parquet) "
-                        "with columns text, [text_pair], label (see docs/running.md)")
+    parser.add_argument("--task", default=None, help="a task name, or a data file (.csv/.tsv/.jsonl/.parquet) "
+                        "with columns text, [text_pair], label (see docs/running.md); default: the scale's "
+                        "(boolq; mnli at the paper scale)")
     parser.add_argument("--dev", default=None, metavar="PATH", help="a data file task's official dev file "
                         "(the setting dev_file; default: a seeded, stratified 20%% of the file)")
     parser.add_argument("--budget", default=None, help="parameter ceiling, e.g. 15.7M (default: the scale's)")
@@ -65,8 +66,9 @@ def search(args: argparse.Namespace) -> int:
         run.dist.close()
     if not run.dist.is_main:
         return 0
-    print((Path(run_dir) / "final_metrics.csv").read_text() if (Path(run_dir) / "final_metrics.csv").exists() else
-          f"stages done in {run_dir}")
+    shown = [Path(run_dir) / "final_metrics.csv", Path(run_dir) / f"suite-{cfg.suite}" / "metrics.csv"]
+    shown = [p for p in shown[:1 + bool(cfg.suite)] if p.exists()]
+    print("\n".join(p.read_text() for p in shown) if shown else f"stages done in {run_dir}")
     return 0
 
 

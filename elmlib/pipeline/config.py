@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from elmlib.data.registry import SUITES
 from elmlib.errors import UserError
 from elmlib.io import settings
 from elmlib.nas.growth import PCA_SCORES
@@ -34,6 +35,10 @@ class SearchConfig:
     corpus: str = "offline"               # pretraining corpus: offline, or hub corpora joined by + (elmlib.data.corpus)
     corpus_documents: int = 0             # documents per corpus source; 0 = all offline, 200,000 per hub corpus
     max_length: int = 128
+    # Tables I/II's protocol: after retraining, fine-tune the found model on every task of a suite (glue,
+    # offline; elmlib.data.registry.SUITES), ``task`` being the suite member whose search split the search
+    # scores; "" = the run's one task only.
+    suite: str = ""
     # --- a data file as the task (task=path/to/data.csv|.tsv|.jsonl|.parquet; elmlib.data.filetask) ---
     text_column: str = "text"
     text_pair_column: str = "text_pair"   # used when the file has it
@@ -138,7 +143,7 @@ _CHOICES = {"scale": lambda: tuple(SCALES), "candidates": lambda: ("all", "no_sh
             "kd": lambda: ("relational", "classical"), "growth_init": lambda: ("zero", "normal"),
             "space": SearchSpace.presets, "search_mode": lambda: ("supernet", "proxy_assisted", "proxy_only"),
             "classifier_pooling": lambda: ("cls", "mean"), "precision": lambda: PRECISIONS,
-            "pca_score": lambda: PCA_SCORES}
+            "pca_score": lambda: PCA_SCORES, "suite": lambda: ("",) + tuple(SUITES)}
 _RANGES = (  # (keys, (test, what is allowed))
     (("max_length", "pretrain_epochs", "pretrain_batch_size", "finetune_epochs", "finetune_batch_size",
       "population", "generations", "parents", "pca_batches", "cka_batches", "checkpoint_every", "eval_batch_size",
@@ -156,12 +161,13 @@ _RANGES = (  # (keys, (test, what is allowed))
 # Settings introduced after the first run folders, with the value that reproduces those runs (dropped from
 # to_dict() when they hold it, so those folders keep their digest; `SearchConfig.from_dict` restores it).
 _ADDED_LATER = {"precision": "fp32", "pca_score": "count", "corpus_documents": 0, "text_column": "text",
-                "text_pair_column": "text_pair", "label_column": "label", "dev_file": "", "split_seed": 0}
+                "text_pair_column": "text_pair", "label_column": "label", "dev_file": "", "split_seed": 0, "suite": ""}
 
 SCALES: dict[str, dict[str, Any]] = {
-    # The paper's settings: BERT-base teacher, Wikipedia + BookCorpus (hub; offline, preflight names what
-    # is missing and the offline substitutes), Appendix A's schedules (the dataclass defaults).
-    "paper": dict(teacher="bert-base-uncased", corpus="wikipedia+bookcorpus"),
+    # The paper's settings: BERT-base teacher, Wikipedia + BookCorpus, the search on MNLI's 10% and the GLUE
+    # suite (hub; offline, preflight names what is missing and the offline substitutes), Appendix A's
+    # schedules (the dataclass defaults).
+    "paper": dict(teacher="bert-base-uncased", corpus="wikipedia+bookcorpus", task="mnli", suite="glue"),
     # The real spaces, short schedules, subsets (cost: docs/speed.md). As at micro, mean pooling and
     # learning rates raised to match the short schedules (why: docs/departures.md).
     "small": dict(space="small", classifier_pooling="mean", pretrain_epochs=10, pretrain_steps=60,
@@ -195,6 +201,18 @@ SCALES: dict[str, dict[str, Any]] = {
 _TASK_PRESETS = {("paper", "cola"): {"retrain_finetune_epochs": 50}}
 
 _BUDGET_SPACE = ((5.5e6, "micro"), (11e6, "tiny"))  # budgets up to these use these spaces
+
+
+def task_config(cfg: SearchConfig, task: str) -> SearchConfig:
+    """``cfg`` as a run on ``task`` alone (a suite member): the task, and the preset's per-task settings
+    of that task (CoLA's 50 epochs at the paper scale) in place of those of ``cfg.task``."""
+    base = SCALES.get(cfg.scale, {})
+    values: dict[str, Any] = {"task": task, "suite": ""}
+    for (scale, name), presets in _TASK_PRESETS.items():
+        if scale == cfg.scale and name == cfg.task:  # undo the search task's own per-task settings
+            values.update({k: base.get(k, SearchConfig.__dataclass_fields__[k].default) for k in presets})
+    values.update(_TASK_PRESETS.get((cfg.scale, task), {}))
+    return dataclasses.replace(cfg, **values)
 
 
 def parse_budget(value: str | float | int) -> float:

@@ -14,6 +14,7 @@ config alone (benchmarks and analyses use them without a run folder).
 """
 from __future__ import annotations
 
+import copy
 import json
 import time
 from pathlib import Path
@@ -32,7 +33,7 @@ from elmlib.nas.losses import DistillationLoss
 from elmlib.nas.objective import subset
 from elmlib.nas.space import CANDIDATES, Architecture, SearchSpace
 from elmlib.nas.supernet import Supernet
-from elmlib.pipeline.config import SearchConfig
+from elmlib.pipeline.config import SearchConfig, task_config
 from elmlib.pipeline.preflight import preflight
 from elmlib.pipeline.runfolder import claim_run_folder
 from elmlib.train.distributed import Distributed
@@ -144,6 +145,17 @@ class RunContext:
                             f"reads as {record['task']}); restore the file, or use another --run-dir")
         if not path.exists():
             write_json(record, path)
+
+    def for_task(self, task: str) -> "RunContext":
+        """This run seen as a run on ``task`` alone (a suite member, `config.task_config`): the same folder,
+        device, clock and stop points, that task's config, splits and teacher. Closing the view releases
+        nothing: close the run."""
+        view = copy.copy(self)
+        view.cfg = task_config(self.cfg, task)
+        view.spec = resolve_task(view.cfg)
+        view.kind = "regression" if view.spec.is_regression else "classification"
+        view.folder = None
+        return view
 
     def close(self) -> None:
         """Release the run folder's lock (also done when the object is collected or the process ends)."""

@@ -10,6 +10,7 @@ value and what is allowed.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -17,7 +18,7 @@ import torch
 from huggingface_hub import constants
 
 from elmlib.data.corpus import ONLINE, corpus_sources
-
+from elmlib.data.registry import SUITES
 from elmlib.data.sources import hub_offline, hub_reachable
 from elmlib.data.tasks import resolve_task, source_files
 from elmlib.data.tokenization import teacher_dir
@@ -25,7 +26,12 @@ from elmlib.errors import UserError
 from elmlib.pipeline.config import SearchConfig
 from elmlib.train.runtime import resolve_device
 
-STAGES = ("pretrain", "finetune", "search", "heads", "retrain")
+STAGES = ("pretrain", "finetune", "search", "heads", "retrain", "suite")
+
+
+def active_stages(cfg: SearchConfig, stages=STAGES) -> tuple[str, ...]:
+    """The stages of ``stages`` that ``cfg`` runs: ``suite`` only when a suite is set."""
+    return tuple(s for s in stages if s != "suite" or cfg.suite)
 
 
 def check_stages(stages) -> tuple[str, ...]:
@@ -66,7 +72,19 @@ def _hub_usable(repo: str, kind: str) -> bool:
 
 
 def check_task(cfg: SearchConfig) -> None:
-    """A known, scoreable task whose packaged files are installed (hub tasks: see ``hub_needs``)."""
+    """A known, scoreable task whose packaged files are installed (hub tasks: see ``hub_needs``); with a
+    suite, the task is one of its members and every member is checked too."""
+    if cfg.suite:
+        members = SUITES[cfg.suite]
+        if cfg.task not in members:
+            raise UserError(f"setting task={cfg.task!r} is not allowed with suite={cfg.suite!r}; expected the suite "
+                            f"task whose search split the search scores: one of {', '.join(members)}")
+        for task in members:
+            _check_one_task(dataclasses.replace(cfg, task=task, suite=""))
+    _check_one_task(cfg)
+
+
+def _check_one_task(cfg: SearchConfig) -> None:
     try:
         spec = resolve_task(cfg)  # a data file is read and checked here, before any folder is made
     except KeyError as err:
@@ -87,9 +105,14 @@ def _teacher_is_hub_id(teacher: str) -> bool:
 
 def hub_needs(cfg: SearchConfig) -> list[str]:
     """The settings that need the hub and find it neither reachable nor in the local cache."""
-    spec = resolve_task(cfg)
-    needs = [f"task={cfg.task!r} ({spec.hub_id[0]})"] if spec.source == "hub" and not _hub_usable(
-        spec.hub_id[0], "dataset") else []
+    missing = {}  # task -> hub dataset, the run's task first, then the other suite members
+    for task in dict.fromkeys((cfg.task,) + SUITES.get(cfg.suite, ())):
+        spec = resolve_task(dataclasses.replace(cfg, task=task, suite=""))
+        if spec.source == "hub" and not _hub_usable(spec.hub_id[0], "dataset"):
+            missing[task] = spec.hub_id[0]
+    needs = [f"task={cfg.task!r} ({missing.pop(cfg.task)})"] if cfg.task in missing else []
+    if missing:
+        needs.append(f"suite={cfg.suite!r} (tasks {', '.join(missing)}: {', '.join(sorted(set(missing.values())))})")
     try:
         parts = corpus_sources(cfg.corpus)
     except ValueError as err:
@@ -106,8 +129,9 @@ def check_hub(cfg: SearchConfig) -> None:
     needs = hub_needs(cfg)
     if needs:
         raise UserError(f"setting {', '.join(needs)} needs the hub, which is out of reach (and not in the local "
-                        "cache); offline, run the same widths with --set teacher=teacher --set corpus=offline and an "
-                        "offline task (boolq, rotten_tomatoes, trec, sms_spam, crowdflower)")
+                        "cache); offline, run the same widths with --set teacher=teacher --set corpus=offline "
+                        f"{'--set suite=offline ' if cfg.suite == 'glue' else ''}and an offline task "
+                        f"({', '.join(SUITES['offline'])})")
 
 
 def teacher_positions(cfg: SearchConfig) -> int | None:

@@ -9,6 +9,7 @@ parameters" compares architectures, not training.
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from pathlib import Path
@@ -34,7 +35,10 @@ from elmlib.train.training import adamw
 
 def recipe_digest(run: RunContext, arch: Architecture, inherit: bool) -> str:
     """What a retrained folder depends on: the config, the architecture and the starting weights."""
-    blob = json.dumps({"config": run.cfg.digest(), "arch": arch.to_json(), "inherit": inherit}, sort_keys=True)
+    # The suite is read only after retraining (pipeline.suite): a suite run and the same run without one
+    # share this digest, so either's retrained model serves the other.
+    config = dataclasses.replace(run.cfg, suite="").digest()
+    blob = json.dumps({"config": config, "arch": arch.to_json(), "inherit": inherit}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
@@ -116,20 +120,39 @@ def retrain(run: RunContext, arch: Architecture, folder: str | Path, inherit: bo
     """Retrain ``arch`` standalone (pretraining with KD, then task fine-tuning with KD) and evaluate it
     on dev; writes final_metrics.csv and model/ into ``folder``. ``inherit`` starts from the fine-tuned
     supernet's weights and task head, else from a fresh (seeded) initialisation."""
-    c = run.cfg
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     run.space.validate(arch)
-    keep = dict(hidden_dropout_prob=c.dropout, attention_probs_dropout_prob=c.dropout)
     digest = recipe_digest(run, arch, inherit)
-    mlm, head_state = _initial_mlm(run, arch, inherit, keep)
+    mlm, head_state = _initial_mlm(run, arch, inherit, dropout_settings(run.cfg))
     mlm = _pretrain(run, arch, folder, mlm.to(run.device).train(), digest)
-    cls, loop = _finetune(run, arch, folder, mlm, head_state, keep, digest)
+    return finetune_and_score(run, arch, folder, mlm, head_state, inherit, digest, keep_model=True)
+
+
+def dropout_settings(cfg: SearchConfig) -> dict:
+    return dict(hidden_dropout_prob=cfg.dropout, attention_probs_dropout_prob=cfg.dropout)
+
+
+def pretrained_model(run: RunContext, arch: Architecture, folder: Path, inherit: bool):
+    """The model ``retrain`` pretrained into ``folder/retrain_pretrained`` for this recipe, or None."""
+    pretrained = folder / "retrain_pretrained"
+    if not published(pretrained, recipe_digest(run, arch, inherit)):
+        return None
+    return ElmForMaskedLM.from_pretrained(pretrained).to(run.device)
+
+
+def finetune_and_score(run: RunContext, arch: Architecture, folder: Path, mlm, head_state, inherit: bool,
+                       digest: str, keep_model: bool) -> pd.DataFrame:
+    """Fine-tune the pretrained ``mlm`` on ``run``'s task (with KD) and score it on dev: final_metrics.csv
+    (with latency) in ``folder``, and the classifier in ``folder/model`` when ``keep_model``."""
+    c = run.cfg
+    cls, loop = _finetune(run, arch, folder, mlm, head_state, dropout_settings(c), digest)
     dev = TaskBatches(run.task_split("dev", c.dev_limit), run.tokenizer(), c.eval_batch_size, shuffle=False)
     logits, labels = predict(cls.elm, cls.classifier, dev.epoch(), run.device)  # refuses non-finite logits
     metrics = compute_metrics(run.spec, logits.numpy(), labels.numpy())
     latency = latency_ms(cls, run.device, repeats=c.latency_repeats)
-    publish_model(cls, folder / "model", digest, run.tokenizer())
+    if keep_model:
+        publish_model(cls, folder / "model", digest, run.tokenizer())
     table = pd.DataFrame([dict(task=c.task, metric=m, value=v, params=run.space.num_params(arch),
                                non_embedding_params=run.space.num_non_embedding_params(arch), latency_ms=latency,
                                device=device_description(), n_dev=len(labels), inherit_weights=inherit,

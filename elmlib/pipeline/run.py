@@ -15,6 +15,8 @@ Stages, each writing into the run folder and skipped once its ``<stage>.done.jso
    -> cka.csv and the final arch.json.
 5. ``retrain``: the found architecture as a standalone model: pretraining with KD, fine-tuning with
    KD, dev evaluation -> final_metrics.csv (with latency) and model/ (save_pretrained).
+6. ``suite`` (only with ``--set suite=glue|offline``): the retrained model fine-tuned with KD on every
+   task of the suite and scored on each dev split -> suite-<suite>/metrics.csv (Tables I/II's protocol).
 
 The stages are functions of the run's context (`elmlib.pipeline.stages`, `elmlib.pipeline.retrain`);
 `SearchRun` is that context (`RunContext`) with the driver that runs them and records their times.
@@ -27,13 +29,14 @@ from pathlib import Path
 from elmlib.errors import UserError
 from elmlib.pipeline.config import SearchConfig
 from elmlib.pipeline.context import RunContext
-from elmlib.pipeline.preflight import STAGES, check_stages
+from elmlib.pipeline.preflight import STAGES, active_stages, check_stages
 from elmlib.pipeline.retrain import retrain_found
 from elmlib.pipeline.stages.search import search_architecture, search_heads
 from elmlib.pipeline.stages.supernet import finetune_supernet, pretrain_supernet
+from elmlib.pipeline.suite import suite_found
 
 STAGE_FUNCTIONS = {"pretrain": pretrain_supernet, "finetune": finetune_supernet, "search": search_architecture,
-                   "heads": search_heads, "retrain": retrain_found}
+                   "heads": search_heads, "retrain": retrain_found, "suite": suite_found}
 SUPERNET_STAGES = ("pretrain", "finetune")  # data-parallel under torchrun; skipped by search_mode=proxy_only
 
 
@@ -43,7 +46,8 @@ class SearchRun(RunContext):
     def run(self, stages=STAGES) -> Path:
         """Run the stages not done yet. Under torchrun, stages 1-2 run data-parallel on every rank;
         the later ones (evaluation-bound) run on rank 0 while the others leave."""
-        todo = [s for s in check_stages(stages) if not self.done(s)]
+        stages = active_stages(self.cfg, check_stages(stages))  # no suite set: no suite stage
+        todo = [s for s in stages if not self.done(s)]
         if todo and self.folder is not None and self.folder.read_only:
             raise UserError(f"run folder {self.dir} is read-only and stages {todo} are not done yet; "
                             "copy it somewhere writable or use another --run-dir")

@@ -34,7 +34,7 @@ from elmlib.nas.space import Architecture, SearchSpace
 from elmlib.pipeline.config import SearchConfig, resolve_config
 from elmlib.pipeline.runfolder import claim_run_folder
 from elmlib.pipeline.context import load_supernet, saved_head
-from elmlib.pipeline.preflight import STAGES
+from elmlib.pipeline.preflight import STAGES, active_stages
 from elmlib.pipeline.retrain import retrain_architecture
 from elmlib.pipeline.run import SearchRun, run_search
 from elmlib.repro.records import stage_seconds
@@ -92,7 +92,7 @@ def _finished(cfg: SearchConfig, run_dir: Path, stages) -> bool:
         same = json.loads(path.read_text()) == cfg.to_dict()
     except (OSError, ValueError):
         return False
-    return same and all((Path(run_dir) / f"{stage}.done.json").exists() for stage in stages)
+    return same and all((Path(run_dir) / f"{stage}.done.json").exists() for stage in active_stages(cfg, stages))
 
 
 def _run(cfg: SearchConfig, run_dir: Path, stages=STAGES) -> Path:

@@ -16,64 +16,17 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from scipy import optimize, stats
 
 from elmlib.io.inputs import read_results_csv
 from elmlib.nas.space import SearchSpace
 from elmlib.pipeline.config import SCALES
 from elmlib.repro import paper
+from elmlib.repro.claim_stats import MAX_SEEDS, mde, seeds_needed, t_interval
 
-ALPHA, POWER, MAX_SEEDS = 0.05, 0.80, 1000
 NAN = math.nan
 
 
-# ----------------------------------------------------------------------------- statistics
-def t_interval(d, level: float = 0.95) -> tuple[float, float, float]:
-    """(mean, low, high) of the t-interval of the mean of ``d``; low and high are NaN when n < 2."""
-    d = np.asarray(d, dtype=float)
-    mean = float(d.mean()) if len(d) else NAN
-    if len(d) < 2:
-        return mean, NAN, NAN
-    half = stats.t.ppf(0.5 + level / 2, len(d) - 1) * d.std(ddof=1) / math.sqrt(len(d))
-    return mean, mean - half, mean + half
-
-
-def power(effect: float, n: int, sd: float, alpha: float = ALPHA) -> float:
-    """Power of a two-sided one-sample (paired) t-test of n differences with spread sd at a true effect."""
-    df, crit = n - 1, stats.t.ppf(1 - alpha / 2, n - 1)
-    nc = abs(effect) / (sd / math.sqrt(n))
-    far = stats.nct.cdf(-crit, df, nc)  # the wrong-side tail: negligible, and NaN in scipy for some large nc
-    return float(stats.nct.sf(crit, df, nc) + (0.0 if math.isnan(far) else far))
-
-
-def mde(n: int, sd: float, alpha: float = ALPHA, target: float = POWER) -> float:
-    """Smallest true effect a paired t-test of n differences with spread sd detects with power ``target``
-    (noncentral t); NaN when n < 2, 0 when sd is 0."""
-    if n < 2 or not math.isfinite(sd):
-        return NAN
-    if sd == 0:
-        return 0.0
-    high = sd
-    while power(high, n, sd, alpha) < target:  # power rises with the effect: bracket, then solve
-        high *= 2
-    return optimize.brentq(lambda e: power(e, n, sd, alpha) - target, 0.0, high, xtol=1e-10 * sd)
-
-
-def seeds_needed(sd: float, effect: float, max_n: int = MAX_SEEDS) -> int | None:
-    """Smallest n whose MDE at spread sd is at most |effect|; None if more than max_n would be needed."""
-    if not math.isfinite(sd) or effect == 0:
-        return None
-    lo, hi = 2, 2
-    while mde(hi, sd) > abs(effect):
-        if hi >= max_n:
-            return None
-        lo, hi = hi, min(2 * hi, max_n)
-    while lo < hi:  # MDE falls with n: bisect for the first n that reaches the effect
-        mid = (lo + hi) // 2
-        lo, hi = (mid + 1, hi) if mde(mid, sd) > abs(effect) else (lo, mid)
-    return lo
-
-
+# ----------------------------------------------------------------------------- the verdict rule
 def verdict(paper_effect: float, n: int, low: float, high: float, mde_: float, needed: int | None,
             unit: str = "seeds") -> str:
     """The verdict rule of docs/results.md. The paper's side is the sign of its effect."""
@@ -167,9 +120,14 @@ def _table1_effect(model: str, task: str) -> tuple[float, str]:
 
 
 def claim_table1_2(folder: Path, scale: str) -> list[Row]:
+    """Found vs each same-budget baseline: under the paper's protocol (a suite, table1_2_suite.csv) by the
+    suite average and, for GLUE, per task; else on the run's one task (table1_2_glue.csv)."""
     claim = "Tables I/II: found beats same-size hand-designed"
     labels = {"AVG": "average", "SST-2": "SST-2, the nearest task to ours"}
     df, model = _read(folder, "table1_2_glue"), paper.paper_model(scale)
+    suite = _read(folder, "table1_2_suite")
+    if suite is not None:
+        return _claim_suite(claim, suite, model, scale)
     if df is None:
         effect, text = _table1_effect(model, "AVG")
         return [not_run(claim, text, _missing("table1_2_glue"), effect, "points")]
@@ -182,6 +140,23 @@ def claim_table1_2(folder: Path, scale: str) -> list[Row]:
             rows.append(measured(f"{claim} ({label}; vs {base})", text, effect, "points",
                                  f"{scale}, {task} dev {df.metric.iloc[0]}",
                                  100 * _by_seed(df, "model", FOUND, base), scale))
+    return rows
+
+
+def _claim_suite(claim: str, df: pd.DataFrame, model: str, scale: str) -> list[Row]:
+    name, searched = df.suite.iloc[0], df.search_task.iloc[0]
+    tasks = ["AVG"] + ([t for t in df.task.unique() if t != "AVG"] if name == "glue" else [])
+    glue_names = {"sst2": "SST-2", "qnli": "QNLI", "mrpc": "MRPC", "cola": "CoLA", "stsb": "STS-B",
+                  "mnli": "MNLI-m", "rte": "RTE", "qqp": "QQP", "AVG": "AVG"}
+    rows = []
+    for base in [m for m in df.model.unique() if not m.startswith("ELM")]:
+        for task in tasks:
+            effect, text = _table1_effect(model, glue_names[task])
+            d = df[df.task == task]
+            where = f"{scale}, suite {name} ({'average of ' + str(d.n_tasks.max()) + ' tasks' if task == 'AVG' else task}" \
+                    f" dev, points; search on {searched})"
+            rows.append(measured(f"{claim} ({'suite average' if task == 'AVG' else task}; vs {base})", text, effect,
+                                 "points", where, _by_seed(d, "model", FOUND, base), scale))
     return rows
 
 

@@ -21,7 +21,7 @@ from elmlib.repro.report import collect_report, command_line_results
 PLOTS = {"fig1_ffn_growth": growth.plot_fig1, "fig2_pca_curves": growth.plot_fig2,
          "fig3a_cka_heads": similarity.plot_fig3a, "fig3b_block_similarity": similarity.plot_fig3b,
          "fig5_architectures": architectures.plot_fig5, "fig6_block_similarity_matrix": similarity.plot_fig6,
-         "table1_2_glue": glue.plot_table1_2, "table3_squad": squad.plot_table3,
+         "table1_2_glue": glue.plot_table1_2, "table1_2_suite": glue.plot_suite, "table3_squad": squad.plot_table3,
          "table5_8_ablations": ablations.plot_table5_8, "efficiency": efficiency.plot_efficiency,
          "proxy_search": search_variants.plot_proxy_search,
          "importance_search": search_variants.plot_importance_search}

@@ -6,6 +6,7 @@ import math
 
 import pandas as pd
 
+from elmlib.data.tasks import get_task
 from elmlib.repro import paper
 from elmlib.repro.figures.style import pyplot, ticks
 
@@ -62,4 +63,71 @@ def plot_table1_2(df: pd.DataFrame):
     b.set_xlabel("parameters (M)")
     b.set_ylabel("latency (ms, batch 1)")
     b.set_title("Size and latency")
+    return fig
+
+
+# Table II's columns under our task names (MNLI-m: MNLI's matched dev, the registry's dev split).
+TABLE2_NAMES = {"QNLI": "qnli", "MRPC": "mrpc", "SST-2": "sst2", "CoLA": "cola", "STS-B": "stsb",
+                "MNLI-m": "mnli", "RTE": "rte", "QQP": "qqp", "AVG": "AVG"}
+
+
+def suite_table(metrics: pd.DataFrame, scale: str) -> pd.DataFrame:
+    """suite_study.suite_baselines() rows (several seeds) -> per (seed, model, task) the task's headline
+    metric (its first in the registry, as GLUE reports it; in points), and per (seed, model) the mean
+    over the suite's tasks as task ``AVG``; beside each, the paper model's Table II value of that column
+    (GLUE tasks and the average; NaN for a task Table II does not have)."""
+    heads = {name: get_task(name).metrics[0] for name in metrics.task.unique()}
+    d = metrics[[heads[t] == m for t, m in zip(metrics.task, metrics.metric)]].copy()
+    d["value"] = 100 * d["value"]
+    keys = ["scale", "seed", "model", "suite", "search_task"]
+    avg = d.groupby(keys, sort=False).agg(value=("value", "mean"), params=("params", "first"),
+                                          n_tasks=("task", "nunique")).reset_index()
+    d["n_tasks"] = 1
+    out = pd.concat([d, avg.assign(task="AVG", metric="mean of the tasks' headline metrics")], ignore_index=True)
+    model = paper.paper_model(scale)
+    table2 = paper.table("table2").query("model == @model")
+    by_task = {TABLE2_NAMES[t]: v for t, v in zip(table2.task, table2.value)}
+    out["paper_model"] = [model if m.startswith("ELM") else "" for m in out.model]
+    out["paper_value"] = [by_task.get(t, math.nan) if m.startswith("ELM") else math.nan
+                          for t, m in zip(out.task, out.model)]
+    names = {v: k for k, v in TABLE2_NAMES.items()}
+    glue = set(out.suite) == {"glue"}
+    out["paper_metric"] = [("" if not m.startswith("ELM") or t not in names else
+                            f"Table II {names[t]}" + ("" if glue or t != "AVG" else " (GLUE: other tasks)"))
+                           for t, m in zip(out.task, out.model)]
+    keep = keys + ["task", "metric", "value", "n_tasks", "params", "n_dev", "paper_model", "paper_value",
+                   "paper_metric"]
+    rank = {name: i for i, name in enumerate(list(dict.fromkeys(metrics.model)) + list(dict.fromkeys(metrics.task)))}
+    order = out.seed * len(rank) ** 2 + out.model.map(rank) * len(rank) + out.task.map(rank).fillna(len(rank))
+    return out.iloc[order.argsort(kind="stable")].reindex(columns=keep).reset_index(drop=True)
+
+
+def plot_suite(df: pd.DataFrame):
+    """Grouped bars: per suite task (and the average) each model's mean over seeds, seeds as dots; the
+    paper's Table II value of its model as a hollow marker where Table II has the column."""
+    plt = pyplot()
+    tasks = [t for t in dict.fromkeys(df.task) if t != "AVG"] + ["AVG"]
+    models = list(dict.fromkeys(df.model))
+    fig, ax = plt.subplots(figsize=(max(7, 1.4 * len(tasks)), 4))
+    width = 0.8 / len(models)
+    for j, name in enumerate(models):
+        g = df[df.model == name]
+        mean = g.groupby("task").value.mean().reindex(tasks)
+        xs = [i + (j - (len(models) - 1) / 2) * width for i in range(len(tasks))]
+        colour = ("#A9D8B8" if "inherited" in name else "#55A868") if name.startswith("ELM") else \
+            ("#8C8C8C", "#BDBDBD", "#5F5F5F", "#DADADA")[j % 4]
+        ax.bar(xs, mean, width, label=_short(name).replace("\n", " "), color=colour)
+        for x, task in zip(xs, tasks):
+            v = g[g.task == task].value
+            ax.scatter([x] * len(v), v, color="k", s=8, zorder=3)
+    found = df[df.model.str.startswith("ELM")].groupby("task").paper_value.first().reindex(tasks)
+    if found.notna().any():
+        ax.scatter(range(len(tasks)), found, marker="D", facecolors="none", edgecolors="k", s=40, zorder=4,
+                   label=f"paper: {paper.paper_model(df.scale.iloc[0])}, Table II"
+                   + ("" if df.suite.iloc[0] == "glue" else " GLUE average (other tasks)"))
+    ax.set_xticks(range(len(tasks)), tasks)
+    ax.set_ylabel("dev score (points: the task's headline metric)")
+    ax.set_title(f"Suite {df.suite.iloc[0]!r}, search on {df.search_task.iloc[0]} ({df.scale.iloc[0]} scale, "
+                 f"{df.seed.nunique()} seed(s))")
+    ax.legend(fontsize=7, ncol=2)
     return fig
