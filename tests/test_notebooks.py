@@ -383,3 +383,19 @@ def test_table1_2_size_panel_names_every_model_and_seed():
     plt.close(fig)
     assert labels == ["ELM found (inherited)", "ELM found (scratch)", "all-MobileBERT"]
     assert points == 6
+
+
+def test_each_claim_notebook_ends_with_its_findings_from_the_ledger():
+    from elmlib.repro import ledger
+
+    for name in ledger.NOTEBOOK_CLAIMS:
+        if name == "table4_clm":
+            continue  # its own tier (tests/test_causal_lm.py)
+        last = "".join(load(name)["cells"][-1]["source"])
+        assert f'ledger.findings("{name}", results, scale)' in last, name
+    text = ledger.findings("table5_8_ablations", ROOT / "results" / "small", "small")
+    assert text.count("| Table V: ") == 1 and text.count("| Table VI") == 3 and "seeds would resolve it" in text
+    with pytest.raises(ValueError, match="answers no claim"):
+        ledger.findings("fig1_ffn_growth", ROOT / "results", "smoke")
+    for p in (ROOT / "notebooks").glob("*.ipynb"):  # run times live in docs/running.md, linked once
+        assert "Expected run time" not in p.read_text(), p.name

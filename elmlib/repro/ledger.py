@@ -312,6 +312,24 @@ CLAIMS = (claim_table1_2, claim_ablations, claim_search_cost, claim_fig2, claim_
           claim_table3, claim_table4)
 
 
+# The claims each notebook's CSVs answer (its closing findings cell prints them).
+NOTEBOOK_CLAIMS = {"table1_2_glue": (claim_table1_2,), "table5_8_ablations": (claim_ablations,),
+                   "efficiency": (claim_search_cost,), "fig2_pca_curves": (claim_fig2,),
+                   "fig3a_cka_heads": (claim_fig3a,), "fig3b_block_similarity": (claim_fig3b,),
+                   "fig6_block_similarity_matrix": (claim_fig3b,), "fig5_architectures": (claim_fig5,),
+                   "table3_squad": (claim_table3,), "table4_clm": (claim_table4,)}
+
+
+def findings(notebook: str, results_dir, scale: str) -> str:
+    """The ledger rows of ``notebook``'s claims, as the short markdown table (the notebook's last cell)."""
+    if notebook not in NOTEBOOK_CLAIMS:
+        raise ValueError(f"notebook={notebook!r} answers no claim of the paper; expected one of "
+                         f"{', '.join(NOTEBOOK_CLAIMS)}")
+    rows = [asdict(r) for claim in NOTEBOOK_CLAIMS[notebook] for r in claim(Path(results_dir), scale)]
+    rule = "verdict rule: docs/results.md, \"Claims ledger\""
+    return f"**Findings** ({scale} scale; {rule})\n\n" + markdown(pd.DataFrame(rows), short=True, reasons=True)
+
+
 def ledger(results_dir, scale: str) -> pd.DataFrame:
     """One row per claim, from the CSVs in ``results_dir`` (results/<scale>/; results/ itself for smoke)."""
     folder = Path(results_dir)
@@ -350,13 +368,14 @@ def _short_paper(r) -> str:
     return f"{_num(r.paper_effect, r.digits, True)} {r.unit}" if math.isfinite(r.paper_effect) else r.paper
 
 
-def markdown(df: pd.DataFrame, short: bool = False) -> str:
-    """The ledger as a markdown table; ``short``: claim, paper, ours (effect, CI, n), verdict (the README's)."""
+def markdown(df: pd.DataFrame, short: bool = False, reasons: bool = False) -> str:
+    """The ledger as a markdown table; ``short``: claim, paper, ours (effect, CI, n), verdict (the README's;
+    ``reasons`` keeps the verdict's reason, e.g. how many seeds would resolve the claim)."""
     if short:
         lines = ["| claim | paper | ours: effect [95% CI], n | verdict |", "| --- | --- | --- | --- |"]
         for r in df.itertuples():
             ours = "-" if not math.isfinite(r.effect) else f"{_effect(r)}, {_count(r.n, r.n_unit)}"
-            lines.append(f"| {r.claim} | {_short_paper(r)} | {ours} | {r.verdict.split(':')[0]} |")
+            lines.append(f"| {r.claim} | {_short_paper(r)} | {ours} | {r.verdict if reasons else r.verdict.split(':')[0]} |")
         return "\n".join(lines)
     lines = ["| claim | paper value | ours (scale, task or suite, n) | effect [95% CI] | MDE (80% power) | verdict |",
              "| --- | --- | --- | --- | --- | --- |"]
