@@ -399,3 +399,23 @@ def test_each_claim_notebook_ends_with_its_findings_from_the_ledger():
         ledger.findings("fig1_ffn_growth", ROOT / "results", "smoke")
     for p in (ROOT / "notebooks").glob("*.ipynb"):  # run times live in docs/running.md, linked once
         assert "Expected run time" not in p.read_text(), p.name
+
+
+@pytest.mark.parametrize("scale", ["smoke", "micro", "small"])
+def test_committed_figures_are_what_the_committed_csvs_draw(scale, tmp_path):
+    """`elmlib figures` on a scale's committed CSVs redraws its committed figures byte for byte, so no
+    committed figure is stale (a CSV changed without its figure, or the plotting code without both)."""
+    import matplotlib
+
+    sub = "" if scale == "smoke" else scale
+    made_with = re.search(rb"Matplotlib version([0-9.]+)", (ROOT / "figures" / sub / "fig2_pca_curves.png").read_bytes())
+    if made_with is None or made_with.group(1).decode() != matplotlib.__version__:
+        pytest.skip(f"the committed figures were drawn by another matplotlib ({made_with and made_with.group(1)}); "
+                    f"bytes are comparable only under the same version ({matplotlib.__version__} here)")
+    out = subprocess.run([sys.executable, "-m", "elmlib", "figures", "--results", str(ROOT / "results" / sub),
+                          "--figures", str(tmp_path)], capture_output=True, text=True, cwd=ROOT)
+    assert out.returncode == 0, out.stderr
+    drawn = sorted(p.name for p in tmp_path.iterdir())
+    assert len(drawn) >= 2 * 12, drawn
+    stale = [name for name in drawn if (tmp_path / name).read_bytes() != (ROOT / "figures" / sub / name).read_bytes()]
+    assert not stale, f"figures/{sub} differs from what results/{sub} draws: {stale} (run make figures SCALE={scale})"
