@@ -26,6 +26,7 @@ from typing import Callable
 import torch
 
 from elmlib.repro import experiments as ex
+from elmlib.repro.stage_plan import print_dry_run
 
 
 @dataclass(frozen=True)
@@ -168,17 +169,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--run-dir", default=None, help="root of the run folders (default: $ELMLIB_RUNS, else runs/)")
     parser.add_argument("--precision", default=None, choices=("fp32", "bf16"),
                         help="training precision of every run folder (default: $ELMLIB_PRECISION, else the scale's)")
-    parser.add_argument("--dry-run", action="store_true", help="print the plan only")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="print the plan and its stage-hours (from the recorded stage times) only")
 
 
 def main(args: argparse.Namespace) -> int:
     jobs = plan(args.scale, args.seeds, args.first_seed, [o for o in args.only.split(",") if o] or None)
-    if args.dry_run:
-        for job in jobs:
-            print(f"{job.name} seed {job.seed}" + (f" after {', '.join(job.after)}" if job.after else ""))
-        return 0
     # The environment is read here, at the command line; the drivers take these as arguments.
     root = args.run_dir or os.environ.get("ELMLIB_RUNS") or None
+    if args.dry_run:  # the plan and its stage-hours (elmlib.repro.stage_plan)
+        print_dry_run(jobs, args.scale, root)
+        return 0
     precision = args.precision or os.environ.get("ELMLIB_PRECISION") or None
     try:
         run_jobs(jobs, args.scale, args.task, args.jobs, args.threads, root, precision=precision)
