@@ -4,6 +4,7 @@ import json
 import math
 import os
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -16,6 +17,7 @@ from elmlib.io.files import workspace
 from elmlib.pipeline.config import resolve_config
 from elmlib.repro import experiments, paper, plots, report
 from elmlib.repro.figsave import save
+from elmlib.repro.run_records import record_runs, restore_runs
 from elmlib.repro.figures import ablations, architectures, efficiency, glue, growth, search_variants, similarity, squad
 from elmlib.nas.space import Architecture, SearchSpace
 
@@ -301,12 +303,22 @@ def test_notebooks_execute_at_smoke_scale(tmp_path):
     os.environ.update(env)
     kernel = "elmlib" if "elmlib" in subprocess.run([sys.executable, "-m", "jupyter", "kernelspec", "list"],
                                                     capture_output=True, text=True).stdout else "python3"
+    def execute(name, out):
+        pm.execute_notebook(str(ROOT / "notebooks" / f"{name}.ipynb"), str(tmp_path / f"{name}-{out}.ipynb"),
+                            parameters=dict(scale="smoke", run_dir=str(tmp_path / "runs"),
+                                            out_dir=str(tmp_path / out)), kernel_name=kernel,
+                            cwd=str(tmp_path), progress_bar=False)
+
     try:
         for name in NOTEBOOKS:
-            pm.execute_notebook(str(ROOT / "notebooks" / f"{name}.ipynb"), str(tmp_path / f"{name}.ipynb"),
-                                parameters=dict(scale="smoke", run_dir=str(tmp_path / "runs"),
-                                                out_dir=str(tmp_path / "out")), kernel_name=kernel,
-                                cwd=str(tmp_path), progress_bar=False)
+            execute(name, "out")
+        # Run records: record -> delete the run folders -> restore -> the same tables, nothing recomputed.
+        record_runs(tmp_path / "runs", "smoke", tmp_path / "records")
+        shutil.rmtree(tmp_path / "runs")
+        restore_runs(tmp_path / "records", tmp_path / "runs", "smoke")
+        restored = ("fig2_pca_curves", "table1_2_glue", "table5_8_ablations", "efficiency")
+        for name in restored:
+            execute(name, "again")
     finally:
         for k, v in old.items():
             os.environ.pop(k) if v is None else os.environ.__setitem__(k, v)
@@ -322,6 +334,10 @@ def test_notebooks_execute_at_smoke_scale(tmp_path):
     assert not (tmp_path / "stray-results").exists() or {p.name for p in (tmp_path / "stray-results").iterdir()} <= \
         {"teachers.csv", "teachers.provenance.json", ".teachers.csv.lock"}
     assert not math.isnan(pd.read_csv(tmp_path / "out" / "results" / "efficiency.csv").seconds.sum())
+    for name in restored + ("table1_2_suite",):
+        pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "again" / "results" / f"{name}.csv"),
+                                      pd.read_csv(tmp_path / "out" / "results" / f"{name}.csv"))
+    assert not list((tmp_path / "runs").rglob("*.safetensors"))  # rendered from the records alone
     collapse = pd.read_csv(tmp_path / "out" / "results" / "kd_feature_collapse.csv")  # Table VII's extra cell
     assert sorted(collapse.kd.unique()) == ["classical", "relational"] and len(collapse) == 4
     assert collapse.centroid_cosine.between(-1, 1.0001).all()

@@ -45,6 +45,14 @@ def _kept(task_folder: Path, digest: str) -> pd.DataFrame | None:
     return pd.read_csv(table) if same else None
 
 
+def _pretrained(run: RunContext, arch: Architecture, folder: Path, inherit: bool):
+    mlm = pretrained_model(run, arch, folder, inherit)
+    if mlm is None:
+        raise UserError(f"{folder} has no retrained model of this architecture and recipe "
+                        "(retrain_pretrained/); run the retrain stage first")
+    return mlm
+
+
 def finetune_suite(run: RunContext, arch: Architecture, folder: str | Path, inherit: bool,
                    suite: str) -> pd.DataFrame:
     """Fine-tune the model retrained into ``folder`` (``folder/retrain_pretrained``) on every task of
@@ -53,18 +61,16 @@ def finetune_suite(run: RunContext, arch: Architecture, folder: str | Path, inhe
     if suite not in SUITES:
         raise UserError(f"suite={suite!r} is not allowed; expected one of {', '.join(SUITES)}")
     folder = Path(folder)
-    mlm = pretrained_model(run, arch, folder, inherit)
-    if mlm is None:
-        raise UserError(f"{folder} has no retrained model of this architecture and recipe "
-                        "(retrain_pretrained/); run the retrain stage first")
-    pretrained_state = {k: v.detach().clone() for k, v in mlm.state_dict().items()}
-    frames = []
+    frames, mlm, pretrained_state = [], None, None
     for task in SUITES[suite]:
         view = run.for_task(task)
         digest = recipe_digest(view, arch, inherit)
         task_folder = suite_folder(folder, suite) / task
         table = _kept(task_folder, digest)
         if table is None:
+            if mlm is None:  # loaded once, and only when some task has no result yet (a run record has none)
+                mlm = _pretrained(run, arch, folder, inherit)
+                pretrained_state = {k: v.detach().clone() for k, v in mlm.state_dict().items()}
             mlm.load_state_dict(pretrained_state)  # every task starts from the same pretrained weights
             task_folder.mkdir(parents=True, exist_ok=True)
             table = finetune_and_score(view, arch, task_folder, mlm.train(), None, inherit, digest,

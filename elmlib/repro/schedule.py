@@ -26,6 +26,7 @@ from typing import Callable
 import torch
 
 from elmlib.repro import experiments as ex
+from elmlib.repro.run_records import record_runs, restore_runs
 from elmlib.repro.stage_plan import print_dry_run
 
 
@@ -169,6 +170,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--run-dir", default=None, help="root of the run folders (default: $ELMLIB_RUNS, else runs/)")
     parser.add_argument("--precision", default=None, choices=("fp32", "bf16"),
                         help="training precision of every run folder (default: $ELMLIB_PRECISION, else the scale's)")
+    parser.add_argument("--record", default=None, metavar="RECORDS",
+                        help="copy the text files of the scale's run folders (no weights) to RECORDS, e.g. "
+                        "results/<scale>/run_records, and exit")
+    parser.add_argument("--restore", default=None, metavar="RECORDS",
+                        help="rebuild the scale's run folders from RECORDS (finished stages stay done) and exit")
     parser.add_argument("--dry-run", action="store_true",
                         help="print the plan and its stage-hours (from the recorded stage times) only")
 
@@ -177,6 +183,12 @@ def main(args: argparse.Namespace) -> int:
     jobs = plan(args.scale, args.seeds, args.first_seed, [o for o in args.only.split(",") if o] or None)
     # The environment is read here, at the command line; the drivers take these as arguments.
     root = args.run_dir or os.environ.get("ELMLIB_RUNS") or None
+    if args.record or args.restore:  # elmlib.repro.run_records
+        if args.restore:
+            print("\n".join(restore_runs(args.restore, root or ex.runs_root(), args.scale)))
+        else:
+            print(f"{record_runs(root or ex.runs_root(), args.scale, args.record)} files recorded in {args.record}")
+        return 0
     if args.dry_run:  # the plan and its stage-hours (elmlib.repro.stage_plan)
         print_dry_run(jobs, args.scale, root)
         return 0
