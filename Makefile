@@ -56,7 +56,8 @@ $(KERNEL): $(STAMP)
 	$(BIN)/python -m ipykernel install --sys-prefix --name elmlib --display-name "Python (elmlib)"
 
 # Every table and figure of the paper: results/<notebook>.csv, figures/<notebook>.png/.pdf,
-# executed copies in notebooks/executed/. `make reproduce SCALE=small N_SEEDS=3` for the real thing.
+# executed copies in notebooks/executed/<scale>/ (scrubbed of timings and machine paths: committed for micro
+# and small). `make reproduce SCALE=small N_SEEDS=3` for the real thing.
 reproduce: setup kernel $(if $(filter-out 1,$(JOBS)),run-folders) notebooks
 
 # Every run folder the notebooks of SCALE read, JOBS at a time, one dependency after another.
@@ -65,13 +66,14 @@ run-folders: setup
 	  --run-dir "$(abspath $(RUNS))" $(if $(PRECISION),--precision $(PRECISION))
 
 notebooks:
-	@mkdir -p notebooks/executed
+	@mkdir -p notebooks/executed/$(SCALE)
 	@set -e; for nb in $(RUN_NOTEBOOKS); do \
 	  case " $(SEEDED) " in *" $$nb "*) seeds="-p n_seeds $(N_SEEDS)";; *) seeds="";; esac; \
 	  case " $(OWN_SCALES) " in *" $$nb "*) ;; *) seeds="$$seeds -p task $(TASK)$(if $(PRECISION), -p precision $(PRECISION))";; esac; \
 	  echo "== $$nb ($(SCALE))"; \
-	  $(BIN)/python -m papermill notebooks/$$nb.ipynb notebooks/executed/$$nb-$(SCALE).ipynb -k elmlib \
+	  $(BIN)/python -m papermill notebooks/$$nb.ipynb notebooks/executed/$(SCALE)/$$nb.ipynb -k elmlib \
 	    --log-level WARNING -p scale $(SCALE) -p run_dir "$(abspath $(RUNS))" $$seeds; \
+	  $(BIN)/python -m elmlib executed notebooks/executed/$(SCALE)/$$nb.ipynb; \
 	done
 
 # Re-render every figure from results/*.csv (seconds; no training); SCALE=micro: results/micro/.
@@ -106,4 +108,4 @@ bench: setup
 	$(BIN)/python benchmarks/bench_dynamic_ffn.py --scale $(SCALE)
 
 clean:
-	rm -rf $(VENV) .pytest_cache runs notebooks/executed
+	rm -rf $(VENV) .pytest_cache runs notebooks/executed/smoke

@@ -435,3 +435,23 @@ def test_committed_figures_are_what_the_committed_csvs_draw(scale, tmp_path):
     assert len(drawn) >= 2 * 12, drawn
     stale = [name for name in drawn if (tmp_path / name).read_bytes() != (ROOT / "figures" / sub / name).read_bytes()]
     assert not stale, f"figures/{sub} differs from what results/{sub} draws: {stale} (run make figures SCALE={scale})"
+
+
+def test_executed_notebooks_keep_results_and_drop_what_changes_every_run(tmp_path):
+    from elmlib.repro.executed import scrub
+
+    root = str(tmp_path / "repo")
+    nb = {"metadata": {"papermill": {"start_time": "t0", "end_time": "t1", "duration": 3.0, "output_path": "/x",
+                                     "parameters": {"run_dir": f"{root}/runs"}}},
+          "cells": [{"cell_type": "code", "source": [f'run_dir = "{root}/runs"\n'],
+                     "metadata": {"execution": {"iopub.status.idle": "t"}, "papermill": {"duration": 1.0}, "tags": []},
+                     "outputs": [{"output_type": "stream", "name": "stderr", "text": "Loading 100%|##| 3.2it/s"},
+                                 {"output_type": "stream", "name": "stdout", "text": f"wrote {root}/results/a.csv"},
+                                 {"output_type": "display_data", "data": {"image/png": "iVBOR"}}]}]}
+    out = scrub(nb, root)
+    assert out["metadata"]["papermill"] == {"parameters": {"run_dir": "runs"}}
+    cell = out["cells"][0]
+    assert cell["metadata"] == {"tags": []} and cell["source"] == ['run_dir = "runs"\n']
+    assert [o.get("name", o["output_type"]) for o in cell["outputs"]] == ["stdout", "display_data"]
+    assert cell["outputs"][0]["text"] == "wrote results/a.csv" and cell["outputs"][1]["data"]["image/png"] == "iVBOR"
+    assert scrub(json.loads(json.dumps(out)), root) == out  # scrubbing twice changes nothing

@@ -29,6 +29,7 @@ COMMANDS = {
     "data": ("elmlib.data.cli", "list, inspect and prepare the task registry and corpora"),
     "figures": ("elmlib.repro.plots", "re-render the paper's figures from results/*.csv; --report prints the results table"),
     "report": ("elmlib.repro.report", "print the markdown results table of docs/results.md from results/*.csv"),
+    "executed": ("elmlib.repro.executed", "drop timings, stderr and machine paths from executed notebooks"),
 }
 
 
