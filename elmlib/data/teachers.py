@@ -62,7 +62,7 @@ def _cache_inputs(teacher: str, task: str, settings: dict) -> dict:
     spec = get_task(task)
     return {"teacher": teacher,
             "teacher_digest": cache.folder_digest(source) if Path(source).is_dir() else f"hub:{source}",
-            "task": task, "data": source_hash(task) if spec.source in ("offline", "file") else f"hub:{spec.hub_id}",
+            "task": task, "data": source_hash(task) if spec.source == "offline" or spec.from_table else f"hub:{spec.hub_id}",
             "settings": settings}
 
 

@@ -14,11 +14,10 @@ import json
 from pathlib import Path
 
 import torch
-from huggingface_hub import constants
 
 from elmlib.data.corpus import ONLINE, corpus_sources
 
-from elmlib.data.sources import hub_offline, hub_reachable
+from elmlib.data.sources import hub_cached, hub_offline, hub_reachable
 from elmlib.data.tasks import resolve_task, source_files
 from elmlib.data.tokenization import teacher_dir
 from elmlib.errors import UserError
@@ -54,11 +53,6 @@ def check_device(cfg: SearchConfig) -> None:
         raise UserError(f"setting device={cfg.device!r} is not allowed; expected auto, cpu, cuda or cuda:N")
     if cfg.precision == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
         raise UserError("setting precision='bf16' is not allowed on this GPU (no bfloat16 support); use fp32")
-
-
-def hub_cached(repo: str, kind: str) -> bool:
-    """Whether the local hub cache holds ``repo`` (a model or a dataset) from an earlier download."""
-    return (Path(constants.HF_HUB_CACHE) / f"{kind}s--{repo.replace('/', '--')}").is_dir()
 
 
 def _hub_usable(repo: str, kind: str) -> bool:
