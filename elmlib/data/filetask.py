@@ -7,6 +7,7 @@ a regression task. Without ``dev_file``, 20% of the rows, stratified by label, a
 by a seeded hash of each row's text (``split_seed``); the rest is split 90/10 into train90 and
 search as the paper does. The task's name, ``file-<stem>-<digest12>``, hashes the file bytes, the
 dev file, the column settings and the seed, so tokenized splits and teachers are cached by content.
+The same rules serve any hub dataset read whole (`elmlib.data.hubtask`, via `add_table_task`).
 
     spec = register("reviews.csv", label_column="stars")     # resolve_task(config) / get_task("reviews.csv")
     load_split(spec, "search")                                # datasets.Dataset, like any task
@@ -77,33 +78,35 @@ def _kind(value) -> str:
         return "str"
 
 
-def label_kind(values, path, column: str) -> str:
-    """'classification' (str / int / bool labels) or 'regression' (floats); mixed types are an error."""
+def label_kind(values, where: str, column: str) -> str:
+    """'classification' (str / int / bool labels) or 'regression' (floats); mixed types are an error.
+    ``where`` names the source in messages (``data file reviews.csv``, ``hub dataset imdb``)."""
     kinds = {_kind(v) for v in values}
     if kinds == {"float"} or kinds == {"float", "int"}:
         return "regression"
     if len(kinds) == 1:
         return "classification"
     examples = {k: next(v for v in values if _kind(v) == k) for k in sorted(kinds)}
-    raise UserError(f"data file {path}: column {column!r} mixes label types "
+    raise UserError(f"{where}: column {column!r} mixes label types "
                     f"({', '.join(f'{k} e.g. {v!r}' for k, v in examples.items())}); use one type")
 
 
-def _columns(df, path, text: str, pair: str, label: str, pair_required: bool) -> tuple[str, ...]:
+def check_columns(df, where: str, text: str, pair: str, label: str, pair_required: bool) -> tuple[str, ...]:
+    """The text field(s) of a table (text, and the pair column when required or present); a missing one is an error."""
     wanted = [text, label] + ([pair] if pair_required or pair in df.columns else [])
     missing = [c for c in wanted if c not in df.columns]
     if missing:
-        raise UserError(f"data file {path}: missing column(s) {missing}; found {list(map(str, df.columns))} "
+        raise UserError(f"{where}: missing column(s) {missing}; found {list(map(str, df.columns))} "
                         "(name them with --set text_column=... text_pair_column=... label_column=...)")
     return (text, pair) if pair in wanted else (text,)
 
 
-def _rows(df, path, fields: tuple[str, ...], label: str) -> list[dict]:
+def read_rows(df, where: str, fields: tuple[str, ...], label: str) -> list[dict]:
     """Rows {key, text, [text_pair], label}; empty cells are an error naming the first such row."""
     for c in (*fields, label):
         empty = df[c].isna() | (df[c].astype(str).str.strip() == "") if c != label else df[c].isna()
         if empty.any():
-            raise UserError(f"data file {path}: column {c!r} is empty in {int(empty.sum())} row(s), first at data "
+            raise UserError(f"{where}: column {c!r} is empty in {int(empty.sum())} row(s), first at data "
                             f"row {int(np.flatnonzero(empty.to_numpy())[0]) + 1}; fill or remove them")
     rows = []
     for values in zip(*(df[c] for c in fields), df[label]):
@@ -123,20 +126,20 @@ def _digest(paths, settings: dict) -> str:
     return h.hexdigest()
 
 
-def _labels(rows: list[dict], dev_rows: list[dict], path, column: str) -> tuple[str, tuple[str, ...]]:
+def encode_labels(rows: list[dict], dev_rows: list[dict], where: str, column: str) -> tuple[str, tuple[str, ...]]:
     """Label kind and names; class labels become indices 0..k-1 in place (sorted names; ints by value)."""
-    kind = label_kind([r["label"] for r in rows + dev_rows], path, column)
+    kind = label_kind([r["label"] for r in rows + dev_rows], where, column)
     if kind == "regression":
         for r in rows + dev_rows:
             r["label"] = float(r["label"])
         return kind, ()
     values = sorted({r["label"] for r in rows}, key=lambda v: (not isinstance(v, (int, np.integer)), v))
     if len(values) < 2:
-        raise UserError(f"data file {path}: every row has {column}={values[0]!r}; classification needs two "
+        raise UserError(f"{where}: every row has {column}={values[0]!r}; classification needs two "
                         "classes or more")
     unseen = sorted({repr(r["label"]) for r in dev_rows} - {repr(v) for v in values})
     if unseen:
-        raise UserError(f"dev file: label(s) {', '.join(unseen)} do not occur in {path}")
+        raise UserError(f"dev rows: label(s) {', '.join(unseen)} do not occur in {where}")
     index = {repr(v): i for i, v in enumerate(values)}
     for r in rows + dev_rows:
         r["label"] = index[repr(r["label"])]
@@ -151,7 +154,9 @@ def _strata(rows: list[dict], kind: str) -> list:
     return np.digitize(y, edges).tolist()
 
 
-def _split(rows: list[dict], dev_rows: list[dict] | None, kind: str, salt: str) -> dict[str, list[dict]]:
+def split_rows(rows: list[dict], dev_rows: list[dict] | None, kind: str, salt: str) -> dict[str, list[dict]]:
+    """train / train90 / search / dev: the official dev rows (their texts leave train), or a stratified
+    ``DEV_FRACTION`` held out by salted hash; then ``SEARCH_FRACTION`` of train as search."""
     if dev_rows is None:
         is_dev = hash_holdout([r["key"] for r in rows], _strata(rows, kind), DEV_FRACTION, f"{salt}:dev")
         dev_rows = [r for r, d in zip(rows, is_dev) if d]
@@ -181,38 +186,50 @@ def register(path: str | Path, dev_file: str = "", text_column: str = "text", te
                    (text_column, text_pair_column, label_column, split_seed))
     if stamp in _SEEN:  # same files (size and mtime) and settings: read once per process
         return FILE_TASKS[_SEEN[stamp]]
-    df = read_table(path)
+    df, where = read_table(path), f"data file {path}"
     pair_required = text_pair_column != "text_pair"
-    fields = _columns(df, path, text_column, text_pair_column, label_column, pair_required)
-    rows = dedupe(_rows(df, path, fields, label_column), repr)
+    fields = check_columns(df, where, text_column, text_pair_column, label_column, pair_required)
+    rows = dedupe(read_rows(df, where, fields, label_column), repr)
     dev_rows = None
     if dev_file:
-        dev_df = read_table(dev_file)
-        _columns(dev_df, Path(dev_file), *fields[:1], text_pair_column, label_column, len(fields) == 2)
-        dev_rows = dedupe(_rows(dev_df, Path(dev_file), fields, label_column), repr)
-    kind, names = _labels(rows, dev_rows or [], path, label_column)
+        dev_df, dev_where = read_table(dev_file), f"data file {dev_file}"
+        check_columns(dev_df, dev_where, *fields[:1], text_pair_column, label_column, len(fields) == 2)
+        dev_rows = dedupe(read_rows(dev_df, dev_where, fields, label_column), repr)
+    kind, names = encode_labels(rows, dev_rows or [], where, label_column)
     settings = dict(columns=[*fields, label_column], split_seed=split_seed, dev=bool(dev_file))
     digest = _digest([path] + ([dev_file] if dev_file else []), settings)
     stem = re.sub(r"[^A-Za-z0-9_]+", "_", path.stem).strip("_")[:40] or "data"
-    name = f"file-{stem}-{digest[:12]}"
-    if name not in FILE_TASKS:
-        splits = _split(rows, dev_rows, kind, f"{digest[:16]}:{split_seed}")
-        num_labels = 1 if kind == "regression" else len(names)
-        FILE_TASKS[name] = TaskSpec(
-            name, "file", fields, num_labels, _metrics(kind, splits["train"], num_labels), names,
-            description=f"{path.name}: {kind}" + (f" ({len(names)} classes)" if names else "")
-                        + (f", dev from {Path(dev_file).name}" if dev_file else ", seeded 20% dev"))
-        counts = {s: len(r) for s, r in splits.items()}
-        record = {"task": name, "file": str(path), "dev_file": str(dev_file) or None, "sha256": digest,
-                  "columns": settings["columns"], "label_kind": kind, "label_names": list(names),
-                  "metrics": list(FILE_TASKS[name].metrics), "split_seed": split_seed, "counts": counts,
-                  "rule": f"per stratum, rows sorted by sha256('<salt>:<split>:<key>'); "
-                          f"{'dev from the dev file' if dev_file else f'first {DEV_FRACTION:.0%} dev'}, "
-                          f"then first {SEARCH_FRACTION:.0%} of train = search",
-                  "dev": sorted(r["key"] for r in splits["dev"]), "search": sorted(r["key"] for r in splits["search"])}
-        _SPLITS[name] = {"rows": splits, "record": record}
+    spec = add_table_task(
+        f"file-{stem}-{digest[:12]}", "file", fields, kind, names, (rows, dev_rows), f"{digest[:16]}:{split_seed}",
+        f"{path.name}: {kind}" + (f" ({len(names)} classes)" if names else "")
+        + (f", dev from {Path(dev_file).name}" if dev_file else ", seeded 20% dev"),
+        {"file": str(path), "dev_file": str(dev_file) or None, "sha256": digest, "columns": settings["columns"],
+         "split_seed": split_seed})
     if stamp is not None:
-        _SEEN[stamp] = name
+        _SEEN[stamp] = spec.name
+    return spec
+
+
+def add_table_task(name: str, source: str, fields: tuple[str, ...], kind: str, names: tuple[str, ...],
+                   rows: tuple[list[dict], list[dict] | None], salt: str, description: str, record: dict) -> TaskSpec:
+    """Split rows read whole (a data file, or a hub dataset: ``elmlib.data.hubtask``) with `split_rows`
+    (``rows`` = (train rows, official dev rows or None)), register the TaskSpec under ``name`` with the
+    metrics of `_metrics`, and keep the split's record (``record`` names the source; its digest and
+    settings). A name already registered is returned as it is: names are digests of the content."""
+    if name not in FILE_TASKS:
+        official_dev = rows[1] is not None
+        splits = split_rows(rows[0], rows[1], kind, salt)
+        num_labels = 1 if kind == "regression" else len(names)
+        FILE_TASKS[name] = TaskSpec(name, source, fields, num_labels, _metrics(kind, splits["train"], num_labels),
+                                    names, description=description)
+        _SPLITS[name] = {"rows": splits, "record": {
+            "task": name, **record, "label_kind": kind, "label_names": list(names),
+            "metrics": list(FILE_TASKS[name].metrics), "official_dev": official_dev,
+            "counts": {s: len(r) for s, r in splits.items()},
+            "rule": f"per stratum, rows sorted by sha256('<salt>:<split>:<key>'); "
+                    f"{'official dev rows' if official_dev else f'first {DEV_FRACTION:.0%} dev'}, "
+                    f"then first {SEARCH_FRACTION:.0%} of train = search",
+            "dev": sorted(r["key"] for r in splits["dev"]), "search": sorted(r["key"] for r in splits["search"])}}
     return FILE_TASKS[name]
 
 

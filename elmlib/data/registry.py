@@ -21,7 +21,9 @@ class TaskSpec:
     """One task: where it comes from, its text fields, label kind and the metrics GLUE reports."""
 
     name: str
-    source: str  # "offline" (packaged files), "hub" (datasets.load_dataset) or "file" (elmlib.data.filetask)
+    # "offline" (packaged files), "hub" (GLUE via datasets.load_dataset), "file" (elmlib.data.filetask) or
+    # "hub-dataset" (any hub dataset read whole, elmlib.data.hubtask)
+    source: str
     text_fields: tuple[str, ...]  # field names in the source; 1 = single sentence, 2 = pair
     num_labels: int  # k classes; 1 = regression
     metrics: tuple[str, ...]  # first one is the task's headline metric
@@ -40,6 +42,11 @@ class TaskSpec:
     @property
     def is_regression(self) -> bool:
         return self.num_labels == 1
+
+    @property
+    def from_table(self) -> bool:
+        """Rows read whole from a data file or a hub dataset and split in memory (elmlib.data.filetask)."""
+        return self.source in ("file", "hub-dataset")
 
     @property
     def splits(self) -> tuple[str, ...]:

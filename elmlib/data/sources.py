@@ -33,6 +33,13 @@ def hub_offline() -> bool:
     return any(os.environ.get(v, "").lower() in ("1", "true", "yes", "on") for v in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"))
 
 
+def hub_cached(repo: str, kind: str) -> bool:
+    """Whether the local hub cache holds ``repo`` (a model or a dataset) from an earlier download."""
+    from huggingface_hub import constants  # the hub cache's location (HF_HOME / HF_HUB_CACHE)
+
+    return (Path(constants.HF_HUB_CACHE) / f"{kind}s--{repo.replace('/', '--')}").is_dir()
+
+
 def hub_reachable(timeout: float = 3.0) -> bool:
     """One TCP connection to the hub with a short timeout (datasets itself retries for minutes)."""
     try:

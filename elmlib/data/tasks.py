@@ -3,8 +3,8 @@
 The paper fine-tunes on 90% of each GLUE training set and scores architectures on the other 10%
 (MNLI), keeping dev for final reporting. Every task here exposes the same four splits: ``train``,
 ``train90`` (fine-tuning), ``search`` (the 10% that scores architectures) and ``dev`` (reporting),
-whether it is packaged offline (`elmlib.data.packaged`), a data file (`elmlib.data.filetask`) or GLUE
-from the hub.
+whether it is packaged offline (`elmlib.data.packaged`), a data file (`elmlib.data.filetask`), any hub
+dataset (``hub:<name>``, `elmlib.data.hubtask`) or GLUE from the hub.
 
     from elmlib.data.tasks import get_task, load_task, compute_metrics
     ds = load_task("boolq", "train90")          # datasets.Dataset: text, text_pair, label, key
@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from elmlib.data.filetask import FILE_TASKS, is_file_task, load_split, register, split_record
+from elmlib.data.hubtask import is_hub_task, register_hub
 from elmlib.data.packaged import READER_VERSION, load_packaged, packaged_files
 from elmlib.data.registry import DEV_FRACTION, SEARCH_FRACTION, TASKS, TaskSpec, UnknownTask
 from elmlib.data.rows import hash_holdout, row_key
@@ -26,14 +27,16 @@ from elmlib.errors import UserError
 
 
 def get_task(name: str) -> TaskSpec:
-    """A registered task, a registered data-file task (``file-...``), or a data file path (default columns;
-    `resolve_task` applies a config's column settings and dev file)."""
+    """A registered task, a registered data-file or hub-dataset task (``file-...``, ``hub-...``), a data file
+    path or ``hub:<name>`` (default columns; `resolve_task` applies a config's column settings and dev file)."""
     if name in TASKS:
         return TASKS[name]
     if name in FILE_TASKS:
         return FILE_TASKS[name]
     if is_file_task(name):
         return register(name)
+    if is_hub_task(name):
+        return register_hub(name)
     raise UnknownTask(f"unknown task {name!r}; known tasks: {', '.join(TASKS)}")
 
 
@@ -47,8 +50,8 @@ def source_files(name: str) -> list[Path]:
 
 def source_hash(name: str) -> str:
     """sha256 over an offline task's source files, split file and reader version (fast: no parsing); a
-    data-file task's name already holds the digest of its file(s), columns and split seed."""
-    if get_task(name).source == "file":
+    data-file (or hub-dataset) task's name already holds the digest of its rows, columns and split seed."""
+    if get_task(name).from_table:
         return split_record(get_task(name).name)["sha256"][:16]
     h = hashlib.sha256(f"{name}:reader{READER_VERSION}".encode())
     for path in source_files(name):
@@ -85,26 +88,33 @@ def load_task(name: str, split: str):
         raise ValueError(f"task {name!r} is extractive QA: load it with elmlib.extensions.squad.load_squad")
     if split not in spec.splits:
         raise ValueError(f"split={split!r} is not a split of {name!r}; allowed: {', '.join(spec.splits)}")
-    if spec.source == "file":
+    if spec.from_table:
         return load_split(spec, split)
     return load_packaged(spec, split) if spec.source == "offline" else _load_hub(spec, split)
 
 
 def resolve_task(cfg) -> TaskSpec:
     """The TaskSpec of a config: a registered task by name, or its data file (with the config's columns,
-    dev file and split seed), checked against the rows the config's scale needs."""
-    if not is_file_task(cfg.task):
+    dev file and split seed) or ``hub:<name>`` dataset (columns, split seed), checked against the rows the
+    config's scale needs."""
+    columns = (cfg.text_column, cfg.text_pair_column, cfg.label_column)
+    if is_file_task(cfg.task):
+        spec, what = register(cfg.task, cfg.dev_file, *columns, cfg.split_seed), "data file"
+    else:
         if cfg.dev_file:
             raise UserError(f"setting dev_file={cfg.dev_file!r} is only for a data-file task; task={cfg.task!r} "
                             "has its own dev split")
-        return get_task(cfg.task)
-    spec = register(cfg.task, cfg.dev_file, cfg.text_column, cfg.text_pair_column, cfg.label_column, cfg.split_seed)
-    counts = split_record(spec.name)["counts"]
-    need = cfg.eval_batch_size
+        if not is_hub_task(cfg.task):
+            return get_task(cfg.task)
+        spec, what = register_hub(cfg.task, *columns, cfg.split_seed), "hub dataset"
+    if not spec.from_table:  # hub:nyu-mll/glue/<task>: the registered GLUE task
+        return spec
+    record = split_record(spec.name)
+    counts, need = record["counts"], cfg.eval_batch_size
     short = [f"{s} {counts[s]}" for s in ("search", "dev") if counts[s] < need]
     if short or counts["train90"] < cfg.finetune_batch_size:
-        rows = int(np.ceil(need / (SEARCH_FRACTION * (1 - (0 if cfg.dev_file else DEV_FRACTION)))))
-        raise UserError(f"data file {cfg.task} has too few rows for the {cfg.scale} scale: {', '.join(short) or 'train90'} "
+        rows = int(np.ceil(need / (SEARCH_FRACTION * (1 - (0 if record["official_dev"] else DEV_FRACTION)))))
+        raise UserError(f"{what} {cfg.task} has too few rows for the {cfg.scale} scale: {', '.join(short) or 'train90'} "
                         f"rows, and the search and dev splits must each fill one eval batch ({need} rows); give at "
                         f"least {rows} distinct rows, or lower --set eval_batch_size")
     return spec

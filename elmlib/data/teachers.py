@@ -12,6 +12,7 @@ with 10% warm-up, lr 5e-5 for GLUE). Offline the teacher is the packaged all-Min
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 import math
 import time
@@ -50,6 +51,21 @@ def load_teacher(name_or_path: str = "teacher", output_hidden_states: bool = Tru
     return model.eval()
 
 
+def takes_token_types(model) -> bool:
+    """Whether ``model`` reads segment ids: its forward names ``token_type_ids`` (DistilBERT's does not)
+    and its config has two segment types or more (RoBERTa checkpoints have one, so the pair segment's
+    ids of 1 would index past their table)."""
+    named = "token_type_ids" in inspect.signature(model.forward).parameters
+    return named and getattr(model.config, "type_vocab_size", 2) >= 2
+
+
+def teacher_inputs(model, batch: dict) -> dict:
+    """The inputs of a batch that the teacher ``model`` reads: input_ids, attention_mask and, where it
+    takes them (`takes_token_types`), token_type_ids; labels and row keys stay behind."""
+    keys = ("input_ids", "attention_mask") + (("token_type_ids",) if takes_token_types(model) else ())
+    return {k: batch[k] for k in keys if k in batch}
+
+
 def _settings_key(teacher: str, task: str, settings: dict) -> str:
     blob = json.dumps({"teacher": teacher, "task": task, **settings}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
@@ -62,7 +78,7 @@ def _cache_inputs(teacher: str, task: str, settings: dict) -> dict:
     spec = get_task(task)
     return {"teacher": teacher,
             "teacher_digest": cache.folder_digest(source) if Path(source).is_dir() else f"hub:{source}",
-            "task": task, "data": source_hash(task) if spec.source in ("offline", "file") else f"hub:{spec.hub_id}",
+            "task": task, "data": source_hash(task) if spec.source == "offline" or spec.from_table else f"hub:{spec.hub_id}",
             "settings": settings}
 
 
@@ -99,7 +115,7 @@ def _predict(model, loader) -> tuple[torch.Tensor, torch.Tensor]:
     with torch.no_grad():
         for batch in loader:
             labels.append(batch.pop("labels"))
-            logits.append(model(**batch).logits)
+            logits.append(model(**teacher_inputs(model, batch)).logits)
     return torch.cat(logits), torch.cat(labels)
 
 
@@ -170,7 +186,8 @@ def _train(spec, teacher: str, settings: dict):
         model = load(source) if Path(source).is_dir() else from_hub(load, source, "teacher model", "teacher")
         loader = task_dataloader(train, tokenizer, s["batch_size"], shuffle=True, seed=s["seed"])
         total = s["epochs"] * len(loader) if s["max_steps"] is None else min(s["max_steps"], s["epochs"] * len(loader))
-        steps = len(fit(model, lambda epoch: loader, total, lr=s["lr"], weight_decay=s["weight_decay"],
+        batches = lambda epoch: ({**teacher_inputs(model, b), "labels": b["labels"]} for b in loader)  # noqa: E731
+        steps = len(fit(model, batches, total, lr=s["lr"], weight_decay=s["weight_decay"],
                         warmup_ratio=s["warmup_ratio"]))
         logits, labels = _predict(model, task_dataloader(dev, tokenizer, 2 * s["batch_size"]))  # DataLoader draws a seed
     metrics = compute_metrics(spec, logits.numpy(), labels.numpy())

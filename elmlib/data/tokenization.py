@@ -162,7 +162,7 @@ def tokenize_task(name: str, split: str, tokenizer, max_length: int = 128, rebui
     import datasets  # heavy: datasets (pyarrow), needed only for tokenized splits
 
     ds, name = None, get_task(name).name  # a data file path -> its content-named task
-    if get_task(name).source in ("offline", "file"):  # hash the source files: a cache hit parses nothing
+    if get_task(name).source == "offline" or get_task(name).from_table:  # a cache hit parses nothing more
         source = source_hash(name)
     else:
         ds = load_task(name, split)

@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 from elmlib.data.filetask import is_file_task
+from elmlib.data.hubtask import is_hub_task
 from elmlib.errors import TrainingDiverged
 from elmlib.io.files import workspace
 from elmlib.pipeline.config import parse_sets, resolve_config
@@ -37,9 +38,9 @@ COMMANDS = {
 
 def add_search_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--scale", default="smoke", help="smoke | small | paper")
-    parser.add_argument("--task", default=None, help="a task name, or a data file (.csv/.tsv/.jsonl/.parquet) "
-                        "with columns text, [text_pair], label (see docs/running.md); default: the scale's "
-                        "(boolq; mnli at the paper scale)")
+    parser.add_argument("--task", default=None, help="a task name, a data file (.csv/.tsv/.jsonl/.parquet) "
+                        "with columns text, [text_pair], label, or hub:<name>[/<config>], a hub dataset (see "
+                        "docs/running.md); default: the scale's (boolq; mnli at the paper scale)")
     parser.add_argument("--dev", default=None, metavar="PATH", help="a data file task's official dev file "
                         "(the setting dev_file; default: a seeded, stratified 20%% of the file)")
     parser.add_argument("--budget", default=None, help="parameter ceiling, e.g. 15.7M (default: the scale's)")
@@ -58,6 +59,7 @@ def search(args: argparse.Namespace) -> int:
     sets = {**parse_sets(args.set), **({"dev_file": args.dev} if args.dev else {})}
     cfg = resolve_config(args.scale, args.task, args.budget, sets, args.config)
     task = Path(cfg.task).stem if is_file_task(cfg.task) else cfg.task
+    task = task[4:].replace("/", "_") if is_hub_task(task) else task
     run_dir = args.run_dir or workspace() / "runs" / f"{task}-{cfg.scale}"
     run = SearchRun(cfg, run_dir, args.overwrite, not args.no_progress)
     try:

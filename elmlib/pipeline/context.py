@@ -125,7 +125,7 @@ class RunContext:
         self.dist = Distributed()
         self.folder = claim_run_folder(self.dir, cfg.to_dict(), cfg.digest(), overwrite) if self.dist.is_main else None
         try:
-            if self.dist.is_main and self.spec.source == "file":
+            if self.dist.is_main and self.spec.from_table:
                 self.keep_data_split()
             self.dist.barrier()
             if not self.dist.is_main and json.loads((self.dir / "config.json").read_text()) != cfg.to_dict():
@@ -138,11 +138,13 @@ class RunContext:
         self.clock: tuple[str, float, float] | None = None  # (running stage, its start, earlier attempts' s)
 
     def keep_data_split(self) -> None:
-        """Store a data file's split beside the run (data_split.json); a rerun on a changed file stops."""
+        """Store a data file's (or hub dataset's) split beside the run (data_split.json); a rerun on changed
+        data stops."""
         record, path = split_record(self.spec.name), self.dir / "data_split.json"
         if path.exists() and json.loads(path.read_text())["task"] != record["task"]:
-            raise UserError(f"data file {self.cfg.task} changed since run folder {self.dir} was made (it now "
-                            f"reads as {record['task']}); restore the file, or use another --run-dir")
+            what = "hub dataset" if record.get("hub") else "data file"
+            raise UserError(f"{what} {self.cfg.task} changed since run folder {self.dir} was made (it now "
+                            f"reads as {record['task']}); restore the {what}, or use another --run-dir")
         if not path.exists():
             write_json(record, path)
 

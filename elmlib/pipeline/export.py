@@ -192,8 +192,13 @@ def _short(path: Path) -> str:
 
 
 def data_digest(task: str) -> list[tuple[str, str]]:
-    """(file, sha256) of an offline task's source files and stored split, or [(hub id, "")] for a hub task."""
+    """(file, sha256) of an offline task's source files and stored split, (hub id, sha256 of the rows read)
+    for a hub dataset, or [(hub id, "")] for a GLUE task."""
     spec = get_task(task)
+    if spec.from_table and split_record(spec.name).get("hub"):
+        hub = split_record(spec.name)["hub"]
+        return [(f"hub:{hub['dataset']}" + (f" ({hub['config']})" if hub["config"] else ""),
+                 split_record(spec.name)["sha256"])]
     if spec.source == "file":
         record = split_record(spec.name)
         return [(Path(f).name, cache.file_digest(Path(f))) for f in (record["file"], record["dev_file"]) if f]

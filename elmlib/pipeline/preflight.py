@@ -2,8 +2,9 @@
 
 ``SearchConfig`` checks each setting's type and range; ``preflight`` checks what depends on the
 machine and the data: the stages named, the device and its precision, the task, corpus and teacher
-being reachable (packaged, a local folder, the local hub cache, or the hub itself) and
-``max_length`` against the position tables. Each failure is one line naming the setting, the
+being reachable (packaged, a local folder, the local hub cache, or the hub itself), ``max_length``
+against the position tables (RoBERTa-family teachers lose ``pad_token_id + 1`` rows to their offset)
+and the teacher's tokenizer against the students' vocabulary. Each failure is one line naming the setting, the
 value and what is allowed.
 
     preflight(cfg, stages=("pretrain", "finetune"))
@@ -15,13 +16,12 @@ import json
 from pathlib import Path
 
 import torch
-from huggingface_hub import constants
 
 from elmlib.data.corpus import ONLINE, corpus_sources
 from elmlib.data.registry import SUITES
-from elmlib.data.sources import hub_offline, hub_reachable
+from elmlib.data.sources import hub_cached, hub_offline, hub_reachable
 from elmlib.data.tasks import resolve_task, source_files
-from elmlib.data.tokenization import teacher_dir
+from elmlib.data.tokenization import load_tokenizer, teacher_dir
 from elmlib.errors import UserError
 from elmlib.pipeline.config import SearchConfig
 from elmlib.train.runtime import resolve_device
@@ -60,11 +60,6 @@ def check_device(cfg: SearchConfig) -> None:
         raise UserError(f"setting device={cfg.device!r} is not allowed; expected auto, cpu, cuda or cuda:N")
     if cfg.precision == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
         raise UserError("setting precision='bf16' is not allowed on this GPU (no bfloat16 support); use fp32")
-
-
-def hub_cached(repo: str, kind: str) -> bool:
-    """Whether the local hub cache holds ``repo`` (a model or a dataset) from an earlier download."""
-    return (Path(constants.HF_HUB_CACHE) / f"{kind}s--{repo.replace('/', '--')}").is_dir()
 
 
 def _hub_usable(repo: str, kind: str) -> bool:
@@ -134,9 +129,15 @@ def check_hub(cfg: SearchConfig) -> None:
                         f"({', '.join(SUITES['offline'])})")
 
 
-def teacher_positions(cfg: SearchConfig) -> int | None:
-    """The teacher's position table size, read from its config.json; None for a hub id (checked when it
-    downloads). A missing packaged teacher or a folder without config.json is an error."""
+# Model types whose position ids start after the padding index (RoBERTa's create_position_ids_from_input_ids):
+# a table of P rows holds P - pad_token_id - 1 tokens.
+OFFSET_POSITIONS = ("roberta", "xlm-roberta", "camembert", "roberta-prelayernorm", "data2vec-text", "xmod",
+                    "longformer", "ibert")
+
+
+def teacher_config(cfg: SearchConfig) -> tuple[Path, dict] | None:
+    """The teacher's folder and config.json; None for a hub id (checked when it downloads). A missing
+    packaged teacher or a folder without a valid config.json is an error."""
     if _teacher_is_hub_id(cfg.teacher):
         return None
     if cfg.teacher == "teacher":
@@ -150,20 +151,54 @@ def teacher_positions(cfg: SearchConfig) -> int | None:
             raise UserError(f"setting teacher={cfg.teacher!r} is not allowed: no model folder with a config.json "
                             "there (expected a transformers model folder, a hub id or 'teacher')")
     try:
-        return int(json.loads((folder / "config.json").read_text()).get("max_position_embeddings", 0)) or None
+        return folder, json.loads((folder / "config.json").read_text())
     except (OSError, ValueError):
         raise UserError(f"teacher folder {folder}: config.json is not valid JSON") from None
 
 
-def check_lengths(cfg: SearchConfig) -> None:
-    space = cfg.search_space()
+def usable_positions(config: dict) -> int | None:
+    """Tokens a checkpoint's position table holds: ``max_position_embeddings``, less the padding offset of
+    RoBERTa-family models (positions start at ``pad_token_id + 1``); None where the config has no table."""
+    table = int(config.get("max_position_embeddings", 0) or 0)
+    if not table:
+        return None
+    if config.get("model_type") in OFFSET_POSITIONS:
+        table -= int(config.get("pad_token_id") or 0) + 1
+    return table
+
+
+def check_teacher(cfg: SearchConfig) -> None:
+    """``max_length`` fits the position tables of the space and the teacher, and the teacher's tokenizer
+    (the students' too) fits the space's vocabulary."""
+    space, found = cfg.search_space(), teacher_config(cfg)
     limit = space.max_position_embeddings
-    teacher = teacher_positions(cfg)
+    teacher = usable_positions(found[1]) if found else None
     if teacher is not None:
         limit = min(limit, teacher)
     if cfg.max_length > limit:
         raise UserError(f"setting max_length={cfg.max_length} is not allowed; expected at most {limit} "
                         f"(the position tables of the {space.name!r} space and the teacher)")
+    size = tokenizer_size(cfg, found[0]) if found else None
+    if size is not None and size > space.vocab_size:
+        raise UserError(f"setting teacher={cfg.teacher!r} is not allowed with the {space.name!r} space: its "
+                        f"tokenizer has {size:,} tokens, more than the students' vocabulary of {space.vocab_size:,} "
+                        "(use a teacher with BERT's uncased WordPiece vocabulary or a smaller one)")
+
+
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "vocab.json")
+
+
+def tokenizer_size(cfg: SearchConfig, folder: Path) -> int:
+    """Tokens of the tokenizer in the teacher's folder (the students read its ids); none there is an error."""
+    if not any((folder / name).is_file() for name in TOKENIZER_FILES):
+        raise UserError(f"setting teacher={cfg.teacher!r} is not allowed: {folder} holds no tokenizer (none of "
+                        f"{', '.join(TOKENIZER_FILES)}); the students use the teacher's tokenizer, so save it there "
+                        "(tokenizer.save_pretrained)")
+    try:
+        return len(load_tokenizer(str(folder)))
+    except (OSError, ValueError) as err:
+        raise UserError(f"setting teacher={cfg.teacher!r}: the tokenizer in {folder} cannot be loaded "
+                        f"({type(err).__name__})") from None
 
 
 def preflight(cfg: SearchConfig, stages=STAGES) -> tuple[str, ...]:
@@ -172,5 +207,5 @@ def preflight(cfg: SearchConfig, stages=STAGES) -> tuple[str, ...]:
     check_device(cfg)
     check_task(cfg)
     check_hub(cfg)
-    check_lengths(cfg)
+    check_teacher(cfg)
     return stages

@@ -19,7 +19,7 @@ import torch
 
 from elmlib.data.corpus import mlm_batches
 from elmlib.data.tasks import compute_metrics
-from elmlib.data.teachers import load_teacher
+from elmlib.data.teachers import load_teacher, teacher_inputs
 from elmlib.errors import UserError
 from elmlib.io.cache import publish_model, published
 from elmlib.io.files import device_description, write_result
@@ -69,8 +69,7 @@ def _pretrain(run: RunContext, arch: Architecture, folder: Path, mlm, digest: st
     def pre_step(batch, index):
         batch = to_device(batch, run.device)
         with torch.no_grad():
-            t = teacher(batch["input_ids"], attention_mask=batch["attention_mask"],
-                        token_type_ids=batch["token_type_ids"])
+            t = teacher(**teacher_inputs(teacher, batch))
         parts = objective(batch, t)
         parts["loss"].backward()
         return parts
@@ -105,7 +104,7 @@ def _finetune(run: RunContext, arch: Architecture, folder: Path, mlm, head_state
     def ft_step(batch, index):
         batch = to_device(batch, run.device)
         with torch.no_grad():
-            t = task_teacher(**batch)
+            t = task_teacher(**teacher_inputs(task_teacher, batch))
         parts = objective(batch, t)
         parts["loss"].backward()
         return parts

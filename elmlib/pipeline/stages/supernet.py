@@ -21,7 +21,7 @@ import pandas as pd
 import torch
 
 from elmlib.data.corpus import mlm_batches
-from elmlib.data.teachers import load_teacher
+from elmlib.data.teachers import load_teacher, teacher_inputs
 from elmlib.io.files import write_csv, write_json
 from elmlib.model.modeling_elm import ElmClassificationHead
 from elmlib.nas.growth import blocks_per_epoch
@@ -104,8 +104,7 @@ def pretrain_supernet(ctx: RunContext) -> None:
     def step(batch, index):
         batch = ctx.dist.shard(to_device(batch, ctx.device))
         with torch.no_grad():
-            t = teacher(batch["input_ids"], attention_mask=batch["attention_mask"],
-                        token_type_ids=batch["token_type_ids"])
+            t = teacher(**teacher_inputs(teacher, batch))
         parts = wrapped[0](batch, t, arch=net.sample(path_rng(c.seed, index)))
         parts["loss"].backward()
         importance.update()
@@ -195,7 +194,7 @@ def finetune_supernet(ctx: RunContext) -> None:
     def step(batch, index):
         batch = ctx.dist.shard(to_device(batch, ctx.device))
         with torch.no_grad():
-            t = teacher(**batch)
+            t = teacher(**teacher_inputs(teacher, batch))
         parts = wrapped(batch, t, arch=net.sample(path_rng(c.seed + 1, index)))
         parts["loss"].backward()
         importance.update()

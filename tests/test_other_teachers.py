@@ -1,0 +1,110 @@
+"""Encoder teachers other than BERT (``--set teacher=<folder>``): DistilBERT and RoBERTa architectures.
+
+No DistilBERT or RoBERTa checkpoint can be had offline (DATA.md), so each teacher here is a tiny
+randomly initialised model of that architecture, saved with the packaged teacher's WordPiece
+tokenizer. The weights are random because only the code path is under test: inputs the model does
+not take (DistilBERT: no token_type_ids; RoBERTa: one segment type), its hidden states and attention
+maps for KD with another layer count and width, its fine-tuning head, and RoBERTa's position offset.
+"""
+import json
+import math
+
+import pytest
+import torch
+from transformers import AutoTokenizer, DistilBertConfig, DistilBertModel, RobertaConfig, RobertaModel
+
+from elmlib.data.teachers import load_teacher, teacher_inputs
+from elmlib.data.tokenization import gpt2_tokenizer_dir, teacher_dir
+from elmlib.errors import UserError
+from elmlib.pipeline.config import resolve_config
+from elmlib.pipeline.context import kd_loss
+from elmlib.pipeline.preflight import preflight, usable_positions
+from elmlib.pipeline.run import SearchRun, run_search
+
+from test_search import TINY
+
+POSITIONS = 34  # RoBERTa: pad_token_id 0, so positions 1..33 hold 33 tokens
+
+
+@pytest.fixture(autouse=True)
+def _results_elsewhere(tmp_path, monkeypatch):
+    monkeypatch.setenv("ELMLIB_RESULTS", str(tmp_path / "results"))
+
+
+def save(model, folder, tokenizer_dir=None):
+    model.save_pretrained(folder)
+    AutoTokenizer.from_pretrained(tokenizer_dir or teacher_dir(), local_files_only=True).save_pretrained(folder)
+    return str(folder)
+
+
+def distilbert(vocab: int = 30522) -> DistilBertModel:
+    """2 layers, width 32: fewer layers and another width than the students' (4 layers, 64 at smoke)."""
+    torch.manual_seed(0)
+    return DistilBertModel(DistilBertConfig(vocab_size=vocab, dim=32, n_layers=2, n_heads=2, hidden_dim=64,
+                                            max_position_embeddings=64, pad_token_id=0))
+
+
+def roberta(vocab: int = 30522) -> RobertaModel:
+    """3 layers, width 48, one segment type (as roberta-base) and a position table offset by the pad id."""
+    torch.manual_seed(0)
+    return RobertaModel(RobertaConfig(vocab_size=vocab, hidden_size=48, num_hidden_layers=3, num_attention_heads=4,
+                                      intermediate_size=64, max_position_embeddings=POSITIONS, pad_token_id=0,
+                                      bos_token_id=101, eos_token_id=102, type_vocab_size=1))
+
+
+@pytest.fixture(scope="module")
+def teachers(tmp_path_factory):
+    base = tmp_path_factory.mktemp("teachers")
+    return {"distilbert": save(distilbert(), base / "distilbert"), "roberta": save(roberta(), base / "roberta")}
+
+
+@pytest.mark.parametrize("arch, layers, width", [("distilbert", 2, 32), ("roberta", 3, 48)])
+def test_a_tiny_search_runs_with_the_teacher(tmp_path, teachers, arch, layers, width):
+    """boolq is a pair task: its second segment's token_type_ids of 1 would index past RoBERTa's one-row table."""
+    cfg = resolve_config("smoke", task="boolq", overrides={**TINY, "teacher": teachers[arch]})
+    teacher = load_teacher(cfg.teacher)
+    assert (teacher.config.num_hidden_layers, teacher.config.hidden_size) == (layers, width)
+    kd = kd_loss(cfg, cfg.search_space(), 4, teacher, with_logits=True)
+    assert kd.layer_map == ([0, 0, 1, 1] if layers == 2 else [0, 1, 2, 2])
+    assert {p.out_features for p in kd.projections} == {width}
+    run = run_search(cfg, tmp_path / "run", progress=False)
+    for loop in ("pretrain", "finetune", "retrain_pretrain", "retrain_finetune"):
+        rows = [json.loads(line) for line in next(run.rglob(f"{loop}.log.jsonl")).read_text().splitlines()]
+        assert rows and all(math.isfinite(r["kd_attention"]) and math.isfinite(r["kd_hidden"]) for r in rows), loop
+    metrics = (run / "final_metrics.csv").read_text()
+    assert metrics.startswith("task,metric,value") and "boolq,accuracy," in metrics
+    assert json.loads((run / "model" / "config.json").read_text())["vocab_size"] == 30522
+
+
+def test_teacher_inputs_follow_the_model(teachers):
+    batch = {"input_ids": torch.ones(1, 4, dtype=torch.long), "attention_mask": torch.ones(1, 4, dtype=torch.long),
+             "token_type_ids": torch.ones(1, 4, dtype=torch.long), "labels": torch.zeros(1, dtype=torch.long)}
+    assert set(teacher_inputs(load_teacher(), batch)) == {"input_ids", "attention_mask", "token_type_ids"}  # BERT
+    for arch in ("distilbert", "roberta"):
+        assert set(teacher_inputs(load_teacher(teachers[arch]), batch)) == {"input_ids", "attention_mask"}, arch
+
+
+def test_roberta_positions_start_after_the_padding_index(tmp_path, teachers):
+    assert usable_positions({"model_type": "roberta", "max_position_embeddings": 514, "pad_token_id": 1}) == 512
+    assert usable_positions({"model_type": "distilbert", "max_position_embeddings": 512, "pad_token_id": 0}) == 512
+    preflight(resolve_config("smoke", overrides={"teacher": teachers["roberta"], "max_length": POSITIONS - 1}))
+    cfg = resolve_config("smoke", overrides={"teacher": teachers["roberta"], "max_length": POSITIONS})
+    with pytest.raises(UserError, match=f"max_length={POSITIONS} is not allowed; expected at most {POSITIONS - 1}"):
+        SearchRun(cfg, tmp_path / "run", progress=False)
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("case, expected", [
+    ("no_tokenizer", "holds no tokenizer"),
+    ("bigger_vocabulary", "its tokenizer has 50,257 tokens, more than the students' vocabulary of 30,522"),
+], ids=["no_tokenizer", "bigger_vocabulary"])
+def test_teachers_the_students_cannot_read_are_one_line_errors(tmp_path, case, expected):
+    folder = tmp_path / "teacher"
+    if case == "no_tokenizer":
+        distilbert().save_pretrained(folder)
+    else:
+        save(roberta(vocab=50257), folder, tokenizer_dir=gpt2_tokenizer_dir())
+    with pytest.raises(UserError, match=expected) as err:
+        SearchRun(resolve_config("smoke", overrides={"teacher": str(folder), "max_length": 32}), tmp_path / "run",
+                  progress=False)
+    assert "\n" not in str(err.value) and not (tmp_path / "run").exists()
