@@ -9,6 +9,7 @@ import pytest
 import torch
 
 import elmlib
+from elmlib.errors import UserError
 from elmlib.extensions import causal_lm as clm
 from helpers import tiny_space
 
@@ -159,6 +160,63 @@ def test_tiny_pretrain_sft_distill_and_evaluate(tmp_path):
     assert 0 <= result["rouge_l"]["t"] <= 100 and result["perplexity"] > 1
 
 
+def _fig4_setup():
+    """The smoke settings with short prompts and responses, the char tokenizer, and smoke-width students."""
+    tok = _Tok()
+    cfg = clm.resolve_clm_config("smoke", overrides=dict(max_input_tokens=40, max_new_tokens=5, eval_batch_size=3))
+    space = clm.clm_space(cfg, len(tok))
+    students = {name: (clm.build_student(space, arch, tok, seed=i), source)
+                for i, (name, (arch, source)) in enumerate(clm.student_architectures(cfg, space).items())}
+    return tok, cfg, students
+
+
+def test_fig4_rows_are_each_models_own_greedy_response_to_table4_prompts():
+    from elmlib.repro import fig4_chat
+
+    tok, cfg, students = _fig4_setup()
+    prompts = fig4_chat.chat_prompts(cfg, per_task=2)
+    # the chat prompts are the first two of every task that Table IV scores
+    scored = clm.take_per_task(clm.instruction_examples("offline", "heldout"), cfg.eval_instructions, cfg.seed)
+    assert prompts == [ex for t in ("boolq", "xsum") for ex in [e for e in scored if e["task"] == t][:2]]
+    table = fig4_chat.chat_table(students, tok, prompts, cfg)
+    assert list(table.columns) == fig4_chat.COLUMNS and len(table) == 3 * 4
+    for row in table.itertuples():
+        model, source = students[row.model]
+        alone = clm.generate_responses(model, tok, [prompts[row.prompt_id]], cfg)[0]  # unpadded, batch of one
+        assert row.response == alone and row.arch_source == source
+        assert row.reference == prompts[row.prompt_id]["response"]
+        assert row.prompt.startswith(prompts[row.prompt_id]["instruction"]) and row.prompt.endswith(" ...")
+    assert len(set(table.response)) > 1  # three differently seeded students do not all say the same thing
+    with pytest.raises(ValueError, match="per_task=0"):
+        fig4_chat.chat_prompts(cfg, per_task=0)
+
+
+def test_run_fig4_reloads_the_trained_students_writes_and_renders(tmp_path):
+    from elmlib.io.files import write_json, write_result
+    from elmlib.repro import fig4_chat, plots
+    from elmlib.repro.table4_clm import student_folder
+
+    tok, cfg, students = _fig4_setup()
+    space = clm.clm_space(cfg, len(tok))
+    teacher = clm.build_student(space, clm.documented_architecture(space), tok, seed=9)
+    with pytest.raises(UserError, match="run_table4"):
+        fig4_chat.run_fig4(cfg, tmp_path, teacher=(teacher, tok))
+    archs = clm.student_architectures(cfg, space)
+    for name, (model, _) in students.items():
+        folder = student_folder(tmp_path, name, archs[name][0])
+        model.save_pretrained(folder / "model")
+        write_json({"digest": cfg.digest()}, folder / "eval.json")
+    table = fig4_chat.run_fig4(cfg, tmp_path, teacher=(teacher, tok), per_task=1)
+    assert list(dict.fromkeys(table.model)) == ["teacher", "elm_documented_not_searched", "all_bert", "all_mobilebert"]
+    expected = fig4_chat.chat_table({"teacher": (teacher, "smollm2"), **students}, tok,
+                                    fig4_chat.chat_prompts(cfg, 1), cfg)
+    assert table.response.tolist() == expected.response.tolist()  # the reloaded students answer as the trained ones
+    write_result(table, tmp_path / "res" / "fig4_chat_examples.csv", config=cfg.to_dict(), seed=0)
+    assert plots.render_all(tmp_path / "res", tmp_path / "fig") == ["fig4_chat_examples"]
+    for ext in ("png", "pdf"):
+        assert (tmp_path / "fig" / f"fig4_chat_examples.{ext}").stat().st_size > 5000
+
+
 @pytest.mark.notebooks
 def test_table4_notebook_runs_at_smoke_scale(tmp_path):
     import papermill as pm
@@ -185,3 +243,12 @@ def test_table4_notebook_runs_at_smoke_scale(tmp_path):
     for ext in ("png", "pdf"):
         fig = tmp_path / "out" / "figures" / f"table4_clm.{ext}"
         assert fig.exists() and fig.stat().st_size > 5000
+    # Fig. 4's counterpart: every Table IV model answers the same two prompts per task
+    chats = pd.read_csv(tmp_path / "out" / "results" / "fig4_chat_examples.csv", keep_default_na=False)
+    assert set(chats.model) == set(table.model) and set(chats.task) == {"xsum", "boolq"}
+    assert chats.groupby("model").prompt_id.nunique().eq(4).all()
+    assert chats.groupby("prompt_id").prompt.nunique().eq(1).all()  # one prompt per id, whichever model
+    teacher_says = chats[chats.model == "teacher"].response
+    assert teacher_says.str.len().gt(0).all()
+    for ext in ("png", "pdf"):
+        assert (tmp_path / "out" / "figures" / f"fig4_chat_examples.{ext}").stat().st_size > 5000

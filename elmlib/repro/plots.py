@@ -13,13 +13,16 @@ from pathlib import Path
 from elmlib.io.files import figures_dir, results_dir
 from elmlib.io.inputs import CSV_ERRORS, failure_line, raise_failures, read_results_csv
 from elmlib.repro.figsave import save
-from elmlib.repro.figures import ablations, architectures, efficiency, glue, growth, search_variants, similarity, squad
+from elmlib.repro.figures import (
+    ablations, architectures, chat, efficiency, glue, growth, search_variants, similarity, squad,
+)
 from elmlib.repro.figures.style import pyplot
 from elmlib.repro.report import collect_report, command_line_results
 
 #: Results CSV name (also the figure's file name) -> the function drawing it from that table.
 PLOTS = {"fig1_ffn_growth": growth.plot_fig1, "fig2_pca_curves": growth.plot_fig2,
          "fig3a_cka_heads": similarity.plot_fig3a, "fig3b_block_similarity": similarity.plot_fig3b,
+         "fig4_chat_examples": chat.plot_fig4,
          "fig5_architectures": architectures.plot_fig5, "fig6_block_similarity_matrix": similarity.plot_fig6,
          "table1_2_glue": glue.plot_table1_2, "table1_2_suite": glue.plot_suite, "table3_squad": squad.plot_table3,
          "table5_8_ablations": ablations.plot_table5_8, "efficiency": efficiency.plot_efficiency,

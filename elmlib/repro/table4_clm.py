@@ -27,7 +27,7 @@ from elmlib.train.runtime import count_parameters
 PAPER_TABLE4 = {"elm": {"dolly": 23.0}, "params_elm": 35e6}
 
 
-def _cached(done: Path, cfg: ClmConfig) -> dict | None:
+def cached_eval(done: Path, cfg: ClmConfig) -> dict | None:
     """A model's saved evaluation when it was made under the same settings (digest), else None."""
     if done.exists() and json.loads(done.read_text()).get("digest") == cfg.digest():
         return json.loads(done.read_text())
@@ -42,6 +42,12 @@ def _instructions(cfg: ClmConfig) -> tuple[list[dict], list[dict]]:
     train_ex = take_per_task(train_ex, per_task, cfg.seed)
     eval_ex = take_per_task(instruction_examples(cfg.instructions, "heldout"), cfg.eval_instructions, cfg.seed)
     return train_ex, eval_ex
+
+
+def student_folder(run_dir: str | Path, name: str, arch) -> Path:
+    """``<run_dir>/<name>-<8 hex digits of the architecture>``: one folder per architecture, so checkpoints
+    of another architecture never load into this one; the trained student is its ``model/``."""
+    return Path(run_dir) / f"{name}-{hashlib.sha256(arch.to_json().encode()).hexdigest()[:8]}"
 
 
 def _train_student(space, arch, folder: Path, teacher, tok, data: dict, cfg: ClmConfig) -> dict:
@@ -72,9 +78,8 @@ def run_table4(cfg: ClmConfig, run_dir: str | Path, search_dir: str | Path | Non
     space = clm_space(cfg, len(tok))
     results, info = {}, {}
     for name, (arch, source) in student_architectures(cfg, space, search_dir).items():
-        # one folder per architecture: checkpoints of another architecture never load into this one
-        folder = run_dir / f"{name}-{hashlib.sha256(arch.to_json().encode()).hexdigest()[:8]}"
-        results[name] = _cached(folder / "eval.json", cfg)
+        folder = student_folder(run_dir, name, arch)
+        results[name] = cached_eval(folder / "eval.json", cfg)
         if results[name] is None:
             results[name] = _train_student(space, arch, folder, teacher, tok, data, cfg)
             write_json(results[name], folder / "eval.json")
@@ -82,7 +87,7 @@ def run_table4(cfg: ClmConfig, run_dir: str | Path, search_dir: str | Path | Non
             print(f"{name}: {results[name]['params'] / 1e6:.2f}M params, ppl {results[name]['perplexity']:.1f}, "
                   f"Rouge-L {results[name]['rouge_l']}", flush=True)
         info[name] = {"source": source, **arch.to_dict()}
-    results["teacher"] = _cached(run_dir / "teacher" / "eval.json", cfg)
+    results["teacher"] = cached_eval(run_dir / "teacher" / "eval.json", cfg)
     if results["teacher"] is None:
         results["teacher"] = {**evaluate(teacher, tok, data["eval_ex"], data["heldout_rows"], cfg),
                               "params": count_parameters(teacher), "digest": cfg.digest()}
@@ -97,13 +102,19 @@ def run_table4(cfg: ClmConfig, run_dir: str | Path, search_dir: str | Path | Non
 FALLBACK = "elm_documented_not_searched"  # Table IV's ELM row when no search run folder gave its architecture
 
 
+def table_name(model: str, source: str) -> str:
+    """A model's name in the tables: ``elm_found`` becomes ``elm_documented_not_searched`` when its
+    architecture is the documented fallback, so the row never claims a search that did not run."""
+    return FALLBACK if model == "elm_found" and source.startswith("documented fallback") else model
+
+
 def table4_frame(results: dict, cfg: ClmConfig, sources: dict | None = None) -> pd.DataFrame:
     """One row per (model, metric, dataset); ``arch_source`` says where each architecture came from, and
     the ELM row is named ``elm_documented_not_searched`` when no search produced it (the fallback)."""
     rows, sources = [], sources or {}
     for model, r in results.items():
         source = sources.get(model, "")
-        name = FALLBACK if model == "elm_found" and source.startswith("documented fallback") else model
+        name = table_name(model, source)
         paper_of = PAPER_TABLE4.get(model.replace("elm_found", "elm"), {}) if name != FALLBACK else {}
         for dataset, value in r["rouge_l"].items():
             rows.append(dict(model=name, params=r["params"], metric="rouge_l", dataset=dataset, value=value,

@@ -22,7 +22,7 @@ The Table IV driver and figure are experiment code: ``elmlib.repro.table4_clm``.
 """
 from elmlib.extensions.causal_lm.config import CLM_SCALES, ClmConfig, resolve_clm_config
 from elmlib.extensions.causal_lm.data import (
-    clm_rows, instruction_examples, left_pad, load_teacher_lm, prompt_ids, row_batches, take_per_task,
+    clm_rows, instruction_examples, left_pad, load_teacher_lm, prompt_ids, prompt_text, row_batches, take_per_task,
 )
 from elmlib.extensions.causal_lm.evaluation import evaluate, generate_responses, perplexity, rouge_l
 from elmlib.extensions.causal_lm.minillm import minillm_loss, sample_responses, token_reverse_kl
@@ -34,5 +34,5 @@ from elmlib.extensions.causal_lm.students import (
 __all__ = ["CLM_SCALES", "ClmConfig", "build_student", "clm_rows", "clm_space", "distill",
            "documented_architecture", "evaluate", "found_architecture", "generate_responses", "instruction_examples",
            "left_pad", "load_teacher_lm", "matched_uniform", "minillm_loss", "perplexity", "pretrain", "prompt_ids",
-           "resolve_clm_config", "rouge_l", "row_batches", "sample_responses", "sft", "student_architectures",
-           "take_per_task", "token_reverse_kl"]
+           "prompt_text", "resolve_clm_config", "rouge_l", "row_batches", "sample_responses", "sft",
+           "student_architectures", "take_per_task", "token_reverse_kl"]

@@ -135,17 +135,30 @@ def take_per_task(rows: list[dict], n: int, seed: int) -> list[dict]:
     return out
 
 
+def _cut_input(tokenizer, text: str, max_input_tokens: int) -> str:
+    """``text`` cut to its first ``max_input_tokens`` tokens, marked with " ..." when cut."""
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    return tokenizer.decode(ids[:max_input_tokens]) + " ..." if len(ids) > max_input_tokens else text
+
+
+def prompt_text(tokenizer, example: dict, max_input_tokens: int) -> str:
+    """The user's message as the models see it: the instruction, a blank line and the input cut to
+    ``max_input_tokens`` tokens (``prompt_ids`` wraps it in the chat template)."""
+    return _message(example["instruction"], _cut_input(tokenizer, example["input"], max_input_tokens))
+
+
+def _message(instruction: str, text: str) -> str:
+    return instruction + ("\n\n" + text if text else "")
+
+
 def prompt_ids(tokenizer, example: dict, max_input_tokens: int) -> list[int]:
     """The prompt's token ids: the tokenizer's chat template when it has one (instruction-tuned
     teachers), else the Dolly/MiniLLM template; the input is cut to ``max_input_tokens`` tokens."""
-    text = example["input"]
-    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
-    if len(ids) > max_input_tokens:
-        text = tokenizer.decode(ids[:max_input_tokens]) + " ..."
+    text = _cut_input(tokenizer, example["input"], max_input_tokens)
     if getattr(tokenizer, "chat_template", None):
-        content = example["instruction"] + ("\n\n" + text if text else "")
-        return list(tokenizer.apply_chat_template([{"role": "user", "content": content}], tokenize=True,
-                                                  add_generation_prompt=True, return_dict=False))
+        message = {"role": "user", "content": _message(example["instruction"], text)}
+        return list(tokenizer.apply_chat_template([message], tokenize=True, add_generation_prompt=True,
+                                                  return_dict=False))
     body = DOLLY_TEMPLATE.format(instruction=example["instruction"], input=f"### Input:\n{text}\n\n" if text else "")
     return tokenizer(body, add_special_tokens=False)["input_ids"]
 

@@ -7,6 +7,7 @@ from ``results/`` without training.
 
     growth          Fig. 1 (FFN growth), Fig. 2 (PCA curves)
     similarity      Fig. 3a (CKA of heads), Figs. 3b and 6 (block similarity)
+    chat            Fig. 4 (chat examples of the causal-LM students, elmlib.repro.fig4_chat)
     architectures   Fig. 5 (found architectures)
     glue            Tables I/II (found model vs same-budget baselines)
     squad           Table III (SQuAD)
