@@ -16,6 +16,7 @@ from transformers import AutoTokenizer, DistilBertConfig, DistilBertModel, Rober
 from elmlib.data.teachers import load_teacher, teacher_inputs
 from elmlib.data.tokenization import gpt2_tokenizer_dir, teacher_dir
 from elmlib.errors import UserError
+from elmlib.io.files import cache_dir
 from elmlib.pipeline.config import resolve_config
 from elmlib.pipeline.context import kd_loss
 from elmlib.pipeline.preflight import preflight, usable_positions
@@ -92,6 +93,20 @@ def test_roberta_positions_start_after_the_padding_index(tmp_path, teachers):
     with pytest.raises(UserError, match=f"max_length={POSITIONS} is not allowed; expected at most {POSITIONS - 1}"):
         SearchRun(cfg, tmp_path / "run", progress=False)
     assert not (tmp_path / "run").exists()
+
+
+def test_a_teacher_folder_without_a_tokenizer_takes_the_tokenizer_setting(tmp_path):
+    folder = tmp_path / "teacher"
+    distilbert().save_pretrained(folder)
+    cfg = resolve_config("smoke", task="boolq", overrides={**TINY, "teacher": str(folder),
+                                                           "tokenizer": str(teacher_dir())})
+    run = SearchRun(cfg, tmp_path / "run", progress=False)
+    try:
+        assert len(run.tokenizer()) == 30522 and run.task_teacher().config.model_type == "distilbert"
+    finally:
+        run.close()
+    made = [json.loads(p.read_text()) for p in (cache_dir() / "teachers").glob("boolq-*/metrics.json")]
+    assert [m["settings"]["tokenizer"] for m in made if m["teacher"] == str(folder)] == [str(teacher_dir())]
 
 
 @pytest.mark.parametrize("case, expected", [

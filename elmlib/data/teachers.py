@@ -119,8 +119,8 @@ def _predict(model, loader) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.cat(logits), torch.cat(labels)
 
 
-def finetune_teacher(task: str, teacher: str = "teacher", *, epochs: int = 3, lr: float = 5e-5, batch_size: int = 32,
-                     max_length: int = 128, max_steps: int | None = None, warmup_ratio: float = 0.1,
+def finetune_teacher(task: str, teacher: str = "teacher", *, tokenizer: str | None = None, epochs: int = 3,
+                     lr: float = 5e-5, batch_size: int = 32, max_length: int = 128, max_steps: int | None = None, warmup_ratio: float = 0.1,
                      weight_decay: float = 0.01, seed: int = 0, train_limit: int | None = None,
                      eval_limit: int | None = None, force: bool = False):
     """Fine-tune ``teacher`` on the task's train90 split; return (model, dev metrics).
@@ -131,7 +131,9 @@ def finetune_teacher(task: str, teacher: str = "teacher", *, epochs: int = 3, lr
     holds: a folder left by an interrupted write, or made from other inputs, is trained again.
     Dev metrics are recorded in ``results/teachers.csv`` right after publishing, and again on a
     cache hit if the row is missing. Randomness (head init, dropout, shuffling) is seeded inside a
-    forked RNG, so the caller's global RNG is untouched; CPU runs repeat exactly, GPU kernels may not."""
+    forked RNG, so the caller's global RNG is untouched; CPU runs repeat exactly, GPU kernels may not.
+    ``tokenizer`` (a folder or hub id; default the teacher's own) joins the settings only when given, so
+    teachers cached before it keep their keys."""
     spec = get_task(task)
     task = spec.name  # a data file path -> its content-named task (cache folders are named by it)
     if spec.num_labels < 1:
@@ -140,7 +142,7 @@ def finetune_teacher(task: str, teacher: str = "teacher", *, epochs: int = 3, lr
         raise ValueError(f"epochs={epochs}, max_steps={max_steps}; both must be >= 1")
     settings = dict(epochs=epochs, lr=lr, batch_size=batch_size, max_length=max_length, max_steps=max_steps,
                     warmup_ratio=warmup_ratio, weight_decay=weight_decay, seed=seed, train_limit=train_limit,
-                    eval_limit=eval_limit)
+                    eval_limit=eval_limit, **({"tokenizer": tokenizer} if tokenizer else {}))
     key = _settings_key(teacher, task, settings)
     path = cache_dir() / "teachers" / f"{task}-{key}"
     inputs = _cache_inputs(teacher, task, settings)
@@ -169,7 +171,7 @@ def _train(spec, teacher: str, settings: dict):
     """Fine-tune ``teacher`` on ``spec``'s train90 split and score dev; returns (model, tokenizer, the
     metrics.json record: metrics, settings, steps, sizes, wall time)."""
     s, task, t0 = settings, spec.name, time.perf_counter()
-    tokenizer = load_tokenizer("teacher" if teacher == "teacher" else teacher)
+    tokenizer = load_tokenizer(s.get("tokenizer") or teacher)
     train = tokenize_task(task, "train90", tokenizer, s["max_length"])
     dev = tokenize_task(task, "dev", tokenizer, s["max_length"])
     if s["train_limit"]:  # a seeded subset (tests, smoke runs)

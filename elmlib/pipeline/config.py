@@ -32,6 +32,7 @@ class SearchConfig:
     budget: float = 15.7e6                # parameter ceiling (encoder + embeddings)
     seed: int = 0
     teacher: str = "teacher"              # "teacher" = packaged all-MiniLM-L6-v2; or a folder / hub id
+    tokenizer: str = ""                   # "" = the teacher's; a folder or hub id with the teacher's vocabulary
     corpus: str = "offline"               # pretraining corpus: offline, or hub corpora joined by + (elmlib.data.corpus)
     corpus_documents: int = 0             # documents per corpus source; 0 = all offline, 200,000 per hub corpus
     max_length: int = 128
@@ -131,6 +132,10 @@ class SearchConfig:
         """Hash of every setting: a run folder belongs to exactly one config."""
         return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:16]
 
+    def tokenizer_source(self) -> str:
+        """What the teacher and the students tokenize with: ``tokenizer``, else the teacher's own."""
+        return self.tokenizer or self.teacher
+
     def search_space(self) -> SearchSpace:
         space = SearchSpace.preset(self.space)
         if not self.dynamic_ffn:
@@ -161,7 +166,8 @@ _RANGES = (  # (keys, (test, what is allowed))
 # Settings introduced after the first run folders, with the value that reproduces those runs (dropped from
 # to_dict() when they hold it, so those folders keep their digest; `SearchConfig.from_dict` restores it).
 _ADDED_LATER = {"precision": "fp32", "pca_score": "count", "corpus_documents": 0, "text_column": "text",
-                "text_pair_column": "text_pair", "label_column": "label", "dev_file": "", "split_seed": 0, "suite": ""}
+                "text_pair_column": "text_pair", "label_column": "label", "dev_file": "", "split_seed": 0,
+                "suite": "", "tokenizer": ""}
 
 SCALES: dict[str, dict[str, Any]] = {
     # The paper's settings: BERT-base teacher, Wikipedia + BookCorpus, the search on MNLI's 10% and the GLUE

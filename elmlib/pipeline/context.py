@@ -195,14 +195,15 @@ class RunContext:
 
     # --- data, teachers, losses --------------------------------------------------------------------
     def tokenizer(self):
-        return load_tokenizer("teacher" if self.cfg.teacher == "teacher" else self.cfg.teacher)
+        return load_tokenizer(self.cfg.tokenizer_source())
 
     def task_split(self, split: str, limit: int):
         return subset(tokenize_task(self.spec.name, split, self.tokenizer(), self.cfg.max_length), limit, self.cfg.seed)
 
     def task_teacher(self):
         c = self.cfg
-        model, _ = finetune_teacher(self.spec.name, c.teacher, epochs=c.teacher_epochs, lr=c.teacher_lr,
+        model, _ = finetune_teacher(self.spec.name, c.teacher, tokenizer=c.tokenizer or None,
+                                    epochs=c.teacher_epochs, lr=c.teacher_lr,
                                     batch_size=c.finetune_batch_size, max_length=c.max_length,
                                     max_steps=c.teacher_max_steps or None, seed=c.seed,
                                     train_limit=c.train_limit or None, eval_limit=c.dev_limit or None)

@@ -116,6 +116,8 @@ def hub_needs(cfg: SearchConfig) -> list[str]:
               if part != "offline" and not _hub_usable(ONLINE[part][0], "dataset")]
     if _teacher_is_hub_id(cfg.teacher) and not _hub_usable(cfg.teacher, "model"):
         needs.append(f"teacher={cfg.teacher!r}")
+    if cfg.tokenizer and _teacher_is_hub_id(cfg.tokenizer) and not _hub_usable(cfg.tokenizer, "model"):
+        needs.append(f"tokenizer={cfg.tokenizer!r}")
     return needs
 
 
@@ -178,9 +180,11 @@ def check_teacher(cfg: SearchConfig) -> None:
     if cfg.max_length > limit:
         raise UserError(f"setting max_length={cfg.max_length} is not allowed; expected at most {limit} "
                         f"(the position tables of the {space.name!r} space and the teacher)")
-    size = tokenizer_size(cfg, found[0]) if found else None
+    folder = tokenizer_folder(cfg, found[0] if found else None)
+    size = tokenizer_size(cfg, folder) if folder else None
     if size is not None and size > space.vocab_size:
-        raise UserError(f"setting teacher={cfg.teacher!r} is not allowed with the {space.name!r} space: its "
+        setting = f"tokenizer={cfg.tokenizer!r}" if cfg.tokenizer else f"teacher={cfg.teacher!r}"
+        raise UserError(f"setting {setting} is not allowed with the {space.name!r} space: its "
                         f"tokenizer has {size:,} tokens, more than the students' vocabulary of {space.vocab_size:,} "
                         "(use a teacher with BERT's uncased WordPiece vocabulary or a smaller one)")
 
@@ -188,17 +192,31 @@ def check_teacher(cfg: SearchConfig) -> None:
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "vocab.json")
 
 
+def tokenizer_folder(cfg: SearchConfig, teacher_folder: Path | None) -> Path | None:
+    """The folder of the tokenizer the run uses (``tokenizer``, else the teacher's); None for a hub id."""
+    if not cfg.tokenizer:
+        return teacher_folder
+    if cfg.tokenizer == "teacher":
+        return teacher_dir()
+    if Path(cfg.tokenizer).expanduser().is_dir():
+        return Path(cfg.tokenizer).expanduser()
+    if _teacher_is_hub_id(cfg.tokenizer):
+        return None
+    raise UserError(f"setting tokenizer={cfg.tokenizer!r} is not allowed: no such folder (expected a tokenizer "
+                    "folder, a hub id, or '' for the teacher's)")
+
+
 def tokenizer_size(cfg: SearchConfig, folder: Path) -> int:
-    """Tokens of the tokenizer in the teacher's folder (the students read its ids); none there is an error."""
+    """Tokens of the run's tokenizer in ``folder`` (the students read its ids); none there is an error."""
+    setting = f"tokenizer={cfg.tokenizer!r}" if cfg.tokenizer else f"teacher={cfg.teacher!r}"
     if not any((folder / name).is_file() for name in TOKENIZER_FILES):
-        raise UserError(f"setting teacher={cfg.teacher!r} is not allowed: {folder} holds no tokenizer (none of "
-                        f"{', '.join(TOKENIZER_FILES)}); the students use the teacher's tokenizer, so save it there "
-                        "(tokenizer.save_pretrained)")
+        raise UserError(f"setting {setting} is not allowed: {folder} holds no tokenizer (none of "
+                        f"{', '.join(TOKENIZER_FILES)}); save one there (tokenizer.save_pretrained) or name one "
+                        "with --set tokenizer=<folder or hub id>")
     try:
         return len(load_tokenizer(str(folder)))
     except (OSError, ValueError) as err:
-        raise UserError(f"setting teacher={cfg.teacher!r}: the tokenizer in {folder} cannot be loaded "
-                        f"({type(err).__name__})") from None
+        raise UserError(f"setting {setting}: the tokenizer in {folder} cannot be loaded ({type(err).__name__})") from None
 
 
 def preflight(cfg: SearchConfig, stages=STAGES) -> tuple[str, ...]:

@@ -305,7 +305,7 @@ def feature_collapse(run_dir: str | os.PathLike, limit: int = 256) -> pd.DataFra
     cfg = SearchConfig.from_dict(json.loads((run_dir / "config.json").read_text()))
     space = cfg.search_space()
     arch = Architecture.from_dict({"layers": json.loads(searched.read_text())["layers"]})
-    tokenizer = load_tokenizer(cfg.teacher)
+    tokenizer = load_tokenizer(cfg.tokenizer_source())
     rows = subset(tokenize_task(cfg.task, "dev", tokenizer, cfg.max_length), limit, cfg.seed)
     batches = list(TaskBatches(rows, tokenizer, cfg.eval_batch_size, shuffle=False).epoch())
     out = []
