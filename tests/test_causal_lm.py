@@ -199,14 +199,15 @@ def test_run_fig4_reloads_the_trained_students_writes_and_renders(tmp_path):
     tok, cfg, students = _fig4_setup()
     space = clm.clm_space(cfg, len(tok))
     teacher = clm.build_student(space, clm.documented_architecture(space), tok, seed=9)
-    with pytest.raises(UserError, match="run_table4"):
-        fig4_chat.run_fig4(cfg, tmp_path, teacher=(teacher, tok))
+    for search in (True, False):  # neither the causal search nor the students are in the run folder yet
+        with pytest.raises(UserError, match="run_table4"):
+            fig4_chat.run_fig4(cfg, tmp_path, teacher=(teacher, tok), search=search)
     archs = clm.student_architectures(cfg, space)
     for name, (model, _) in students.items():
         folder = student_folder(tmp_path, name, archs[name][0])
         model.save_pretrained(folder / "model")
         write_json({"digest": cfg.digest()}, folder / "eval.json")
-    table = fig4_chat.run_fig4(cfg, tmp_path, teacher=(teacher, tok), per_task=1)
+    table = fig4_chat.run_fig4(cfg, tmp_path, teacher=(teacher, tok), per_task=1, search=False)
     assert list(dict.fromkeys(table.model)) == ["teacher", "elm_documented_not_searched", "all_bert", "all_mobilebert"]
     expected = fig4_chat.chat_table({"teacher": (teacher, "smollm2"), **students}, tok,
                                     fig4_chat.chat_prompts(cfg, 1), cfg)
@@ -215,6 +216,44 @@ def test_run_fig4_reloads_the_trained_students_writes_and_renders(tmp_path):
     assert plots.render_all(tmp_path / "res", tmp_path / "fig") == ["fig4_chat_examples"]
     for ext in ("png", "pdf"):
         assert (tmp_path / "fig" / f"fig4_chat_examples.{ext}").stat().st_size > 5000
+
+
+def test_causal_supernet_paths_are_left_to_right():
+    from elmlib.extensions.causal_lm import search
+
+    space = dataclasses.replace(tiny_space(), vocab_size=50, type_vocab_size=1)
+    net = search.causal_supernet(space, seed=0)
+    x = torch.randint(3, 50, (2, 9), generator=torch.Generator().manual_seed(0))
+    y = x.clone()
+    y[:, 6:] = 7
+    for genome in ([0, 7, 13, 5], [len(space.ffn_choices) * 6 - 1] * 4):
+        arch = search.decode(space, genome[:space.num_layers])
+        a, b = search.causal_logits(net.eval(), x, arch), search.causal_logits(net, y, arch)
+        torch.testing.assert_close(a[:, :6], b[:, :6])   # no position sees a later token
+        assert not torch.allclose(a[:, 6:], b[:, 6:])
+
+
+def test_causal_search_writes_a_searched_architecture_within_budget(tmp_path):
+    tok = _Tok()
+    cfg = clm.resolve_clm_config("smoke", overrides=dict(search_steps=3, pretrain_batch_size=2, search_population=4,
+                                                         search_generations=2, search_eval_rows=3, eval_text_rows=2,
+                                                         max_length=16))
+    space = clm.clm_space(cfg, len(tok))
+    teacher = clm.build_student(space, clm.documented_architecture(space), tok, seed=1).eval().requires_grad_(False)
+    rows = torch.randint(3, len(tok), (12, 16), generator=torch.Generator().manual_seed(0))
+    folder = clm.causal_search(cfg, teacher, tok, rows, rows[:5], tmp_path / "search")
+    arch, source = clm.found_architecture(space, folder)
+    assert source.startswith("causal supernet search (smoke") and source.endswith("arch.json")
+    assert space.num_params(arch) <= space.num_params(clm.documented_architecture(space))
+    history = pd.read_csv(folder / "search.csv")
+    assert len(history) == 8 and history.params.le(space.num_params(clm.documented_architecture(space))).all()
+    assert elmlib.Architecture.from_json(history.sort_values("held_out_ce").arch.iloc[0]) == arch
+    log = [json.loads(l) for l in (folder / "search-supernet.log.jsonl").read_text().splitlines()]
+    assert len(log) == 3 and all(r["kd"] >= 0 and r["ce"] > 0 for r in log)
+    clm.causal_search(cfg, teacher, tok, rows, rows[:5], folder)   # same settings: kept, not searched again
+    assert len((folder / "search-supernet.log.jsonl").read_text().splitlines()) == 3
+    with pytest.raises(UserError, match="search_eval_rows=3"):
+        clm.causal_search(cfg, teacher, tok, rows, rows[:4], tmp_path / "other")
 
 
 @pytest.mark.notebooks
@@ -231,10 +270,12 @@ def test_table4_notebook_runs_at_smoke_scale(tmp_path):
     table = pd.read_csv(tmp_path / "out" / "results" / "table4_clm.csv")
     assert list(table.columns) == ["model", "params", "metric", "dataset", "value", "paper_value", "arch_source",
                                    "scale", "seed"]
-    # no search run folder: the ELM row is the documented fallback architecture, and says so
-    assert set(table.model) == {"elm_documented_not_searched", "all_bert", "all_mobilebert", "teacher"}
-    assert table[table.model == "elm_documented_not_searched"].arch_source.str.startswith("documented fallback").all()
-    assert table[table.model == "elm_documented_not_searched"].paper_value.isna().all()
+    # no search run folder: the ELM row's architecture comes from the causal search in the run folder, and says so
+    assert set(table.model) == {"elm_found", "all_bert", "all_mobilebert", "teacher"}
+    elm = table[table.model == "elm_found"]
+    assert elm.arch_source.str.startswith("causal supernet search (smoke").all()
+    searched = json.loads((tmp_path / "run" / "table4_clm-smoke" / "causal_search" / "arch.json").read_text())
+    assert elm.arch_source.str.endswith("causal_search/arch.json").all() and searched["params"] <= searched["budget"]
     rouge = table[table.metric == "rouge_l"]
     assert set(rouge.dataset) == {"xsum", "boolq"} and rouge.value.between(0, 100).all()
     ppl = table[table.metric == "perplexity"]

@@ -56,11 +56,18 @@ def chat_table(models: dict[str, tuple[object, str]], tokenizer, examples: list[
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
-def trained_students(cfg: ClmConfig, run_dir: str | Path, tokenizer, search_dir=None) -> dict[str, tuple]:
+def trained_students(cfg: ClmConfig, run_dir: str | Path, tokenizer, search_dir=None,
+                     search: bool = True) -> dict[str, tuple]:
     """{table name: (student reloaded from ``run_dir``, where its architecture came from)} for the students
-    that ``run_table4(cfg, run_dir, search_dir)`` trained; a UserError when one is missing or was trained
-    under other settings."""
+    that ``run_table4(cfg, run_dir, search_dir, search=search)`` trained (without ``search_dir``, with
+    ``search``: the architecture of its causal search in ``<run_dir>/causal_search``); a UserError when one
+    is missing or was trained under other settings."""
     space = clm_space(cfg, len(tokenizer))
+    if search_dir is None and search:
+        search_dir = Path(run_dir) / "causal_search"
+        if not (search_dir / "arch.json").exists():
+            raise UserError(f"no causal search in {search_dir}; run run_table4(cfg, run_dir) first (the Table IV "
+                            "notebook does)")
     found = {}
     for name, (arch, source) in student_architectures(cfg, space, search_dir).items():
         folder = student_folder(run_dir, name, arch)
@@ -72,10 +79,11 @@ def trained_students(cfg: ClmConfig, run_dir: str | Path, tokenizer, search_dir=
 
 
 def run_fig4(cfg: ClmConfig, run_dir: str | Path, search_dir=None, per_task: int = 2,
-             max_new_tokens: int | None = None, teacher=None) -> pd.DataFrame:
-    """Fig. 4's table for the teacher and the students of Table IV's ``run_dir`` (see ``chat_table``).
+             max_new_tokens: int | None = None, teacher=None, search: bool = True) -> pd.DataFrame:
+    """Fig. 4's table for the teacher and the students of Table IV's ``run_dir`` (see ``chat_table``);
+    ``search_dir`` and ``search`` as given to ``run_table4``.
 
     ``teacher`` is (model, tokenizer); None loads ``cfg.teacher``."""
     teacher, tokenizer = teacher or load_teacher_lm(cfg.teacher)
-    models = {"teacher": (teacher, cfg.teacher), **trained_students(cfg, run_dir, tokenizer, search_dir)}
+    models = {"teacher": (teacher, cfg.teacher), **trained_students(cfg, run_dir, tokenizer, search_dir, search)}
     return chat_table(models, tokenizer, chat_prompts(cfg, per_task), cfg, max_new_tokens)

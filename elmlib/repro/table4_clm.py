@@ -4,6 +4,7 @@ notebooks/table4_clm.ipynb runs this driver and docs/causal_lm.md reports the re
 
     cfg = resolve_clm_config("smoke", seed=0)
     table = run_table4(cfg, run_dir="runs/table4_clm-smoke")        # resumable; tidy DataFrame
+    # the ELM row: a causal supernet search in the run folder (search_dir= a GLUE search run folder instead)
     plot_table4(table, "figures/table4_clm.png")                    # + .pdf
 """
 from __future__ import annotations
@@ -16,8 +17,8 @@ from pathlib import Path
 import pandas as pd
 
 from elmlib.extensions.causal_lm import (
-    ClmConfig, build_student, clm_rows, clm_space, distill, evaluate, instruction_examples, load_teacher_lm, pretrain,
-    sft, student_architectures, take_per_task,
+    ClmConfig, build_student, causal_search, clm_rows, clm_space, distill, evaluate, instruction_examples,
+    load_teacher_lm, pretrain, sft, student_architectures, take_per_task,
 )
 from elmlib.io.files import write_json
 from elmlib.repro.figsave import save_figure
@@ -63,19 +64,25 @@ def _train_student(space, arch, folder: Path, teacher, tok, data: dict, cfg: Clm
 
 
 def run_table4(cfg: ClmConfig, run_dir: str | Path, search_dir: str | Path | None = None,
-               progress: bool = True) -> pd.DataFrame:
+               progress: bool = True, search: bool = True) -> pd.DataFrame:
     """Train and evaluate every model of Table IV; per-model results are cached in ``run_dir``.
 
+    The ELM row's architecture: ``arch.json`` of ``search_dir``; without one, with ``search`` a causal
+    supernet search in ``<run_dir>/causal_search`` (``causal_search``), else the documented fallback.
+
     Returns the tidy table (model, params, metric, dataset, value, paper_value, scale, seed) with
-    ``attrs['wall_time_s']``, ``attrs['architectures']`` and ``attrs['samples']``."""
+    ``attrs['wall_time_s']``, ``attrs['architectures']``, ``attrs['samples']`` and ``attrs['search_dir']``."""
     start = time.perf_counter()
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     write_json(cfg.to_dict(), run_dir / "config.json")
     teacher, tok = load_teacher_lm(cfg.teacher)
-    data = dict(train_rows=clm_rows(tok, cfg, "train"), heldout_rows=clm_rows(tok, cfg, "heldout")[:cfg.eval_text_rows])
+    heldout = clm_rows(tok, cfg, "heldout")  # the first eval_text_rows for perplexity, the next ones score paths
+    data = dict(train_rows=clm_rows(tok, cfg, "train"), heldout_rows=heldout[:cfg.eval_text_rows])
     data["train_ex"], data["eval_ex"] = _instructions(cfg)
     space = clm_space(cfg, len(tok))
+    if search_dir is None and search:
+        search_dir = causal_search(cfg, teacher, tok, data["train_rows"], heldout, run_dir / "causal_search")
     results, info = {}, {}
     for name, (arch, source) in student_architectures(cfg, space, search_dir).items():
         folder = student_folder(run_dir, name, arch)
@@ -95,7 +102,8 @@ def run_table4(cfg: ClmConfig, run_dir: str | Path, search_dir: str | Path | Non
     info["teacher"] = {"source": cfg.teacher}
     table = table4_frame(results, cfg, {name: i["source"] for name, i in info.items()})
     table.attrs.update(wall_time_s=time.perf_counter() - start, architectures=info,
-                       samples={k: v["samples"] for k, v in results.items()})
+                       samples={k: v["samples"] for k, v in results.items()},
+                       search_dir=None if search_dir is None else str(search_dir))
     return table
 
 

@@ -12,6 +12,8 @@ an all-BERT and an all-MobileBERT path of the same parameter count, and the teac
 - ``students``: the found architecture and its parameter-matched uniform baselines;
 - ``minillm``: MiniLLM's reverse-KL loss and seeded sampling (its simplifications are named there);
 - ``stages``: ``pretrain``, ``sft`` (MiniLLM's student initialisation), ``distill``;
+- ``search``: beyond the paper, a search in the causal setting (a causally masked supernet distilled
+  from the teacher, then evolution) for the ELM row when no GLUE search run folder is given;
 - ``evaluation``: Rouge-L of greedy responses on held-out instructions, perplexity on held-out text.
 
 The Table IV driver and figure are experiment code: ``elmlib.repro.table4_clm``.
@@ -26,12 +28,13 @@ from elmlib.extensions.causal_lm.data import (
 )
 from elmlib.extensions.causal_lm.evaluation import evaluate, generate_responses, perplexity, rouge_l
 from elmlib.extensions.causal_lm.minillm import minillm_loss, sample_responses, token_reverse_kl
+from elmlib.extensions.causal_lm.search import causal_search
 from elmlib.extensions.causal_lm.stages import distill, pretrain, sft
 from elmlib.extensions.causal_lm.students import (
     build_student, clm_space, documented_architecture, found_architecture, matched_uniform, student_architectures,
 )
 
-__all__ = ["CLM_SCALES", "ClmConfig", "build_student", "clm_rows", "clm_space", "distill",
+__all__ = ["CLM_SCALES", "ClmConfig", "build_student", "causal_search", "clm_rows", "clm_space", "distill",
            "documented_architecture", "evaluate", "found_architecture", "generate_responses", "instruction_examples",
            "left_pad", "load_teacher_lm", "matched_uniform", "minillm_loss", "perplexity", "pretrain", "prompt_ids",
            "prompt_text", "resolve_clm_config", "rouge_l", "row_batches", "sample_responses", "sft",

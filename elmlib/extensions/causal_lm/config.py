@@ -49,6 +49,12 @@ class ClmConfig:
     temperature: float = 1.0
     max_input_tokens: int = 384           # instruction inputs (articles, passages) are cut to this
     max_new_tokens: int = 64
+    # --- causal-setting search (beyond the paper: it searches on GLUE with a bidirectional supernet) ---
+    search_steps: int = 2000              # causal supernet training steps (one sampled path each)
+    search_lr: float = 5e-4
+    search_population: int = 50           # the paper's evolution: population 50, 40 generations
+    search_generations: int = 40
+    search_eval_rows: int = 64            # held-out rows beyond eval_text_rows that score a path
     # --- evaluation ---
     eval_instructions: int = 500          # per instruction set
     eval_text_rows: int = 512
@@ -71,21 +77,24 @@ CLM_SCALES: dict[str, dict[str, Any]] = {
     "small": dict(space="small", max_position_embeddings=512, max_length=256, pretrain_epochs=1,
                   pretrain_steps=400, pretrain_batch_size=16, sft_steps=100, distill_steps=60, distill_batch_size=4,
                   max_input_tokens=256, max_new_tokens=48, eval_instructions=64, eval_text_rows=64,
-                  checkpoint_every=50),
+                  checkpoint_every=50, search_steps=300, search_population=12, search_generations=4,
+                  search_eval_rows=32),
     # a few minutes on 2 CPU cores: toy widths; the real teacher, data and metrics.
     "smoke": dict(space="smoke", max_position_embeddings=256, corpus_documents=1500, max_length=64,
                   pretrain_epochs=1, pretrain_steps=60, pretrain_batch_size=8, pretrain_lr=3e-3, sft_steps=20,
                   sft_lr=1e-3, distill_steps=4, distill_lr=1e-4, distill_batch_size=4, max_input_tokens=64, max_new_tokens=16,
-                  eval_instructions=12, eval_text_rows=32, checkpoint_every=20),
+                  eval_instructions=12, eval_text_rows=32, checkpoint_every=20, search_steps=60, search_lr=3e-3,
+                  search_population=8, search_generations=3, search_eval_rows=16),
 }
 
 
 _CLM_CHOICES = {"scale": lambda: tuple(CLM_SCALES), "space": SearchSpace.presets,
                 "corpus": lambda: ("offline", "slimpajama"), "instructions": lambda: ("offline", "dolly")}
 _CLM_RANGES = ((("max_length", "pretrain_epochs", "pretrain_batch_size", "distill_batch_size", "max_new_tokens",
-                 "eval_instructions", "eval_text_rows", "eval_batch_size", "checkpoint_every", "max_input_tokens"),
+                 "eval_instructions", "eval_text_rows", "eval_batch_size", "checkpoint_every", "max_input_tokens",
+                 "search_steps", "search_population", "search_generations", "search_eval_rows"),
                 settings.AT_LEAST_1),
-               (("temperature",), settings.POSITIVE))
+               (("temperature", "search_lr"), settings.POSITIVE))
 
 
 def resolve_clm_config(scale: str = "smoke", seed: int = 0, overrides: dict | None = None) -> ClmConfig:

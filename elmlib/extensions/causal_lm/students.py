@@ -1,8 +1,9 @@
 """The students of Table IV (paper Sec. V): the found architecture in a causal-LM space and the
 all-BERT / all-MobileBERT paths with the same parameter count, built as fresh ``ElmForCausalLM``.
 
-Without a search run folder the ELM row uses a documented mix of all six blocks (not a search result),
-and says so in its source.
+The ELM row's architecture comes from a search folder's ``arch.json`` (a GLUE search run folder, or
+``causal_search``'s); without one it is a documented mix of all six blocks (not a search result), and
+says so in its source.
 
     space = clm_space(cfg, vocab_size=len(tokenizer))
     archs = student_architectures(cfg, space, search_dir=None)   # {name: (architecture, where from)}
@@ -39,15 +40,19 @@ def documented_architecture(space: SearchSpace) -> Architecture:
 
 
 def found_architecture(space: SearchSpace, search_dir: str | Path | None) -> tuple[Architecture, str]:
-    """(architecture, where from): ``arch.json`` of a search run folder, else the documented fallback."""
+    """(architecture, where from): ``arch.json`` of a search run folder (a GLUE search, or ``causal_search``,
+    whose ``source`` field then leads the description), else the documented fallback."""
     if search_dir is None:
         return documented_architecture(space), "documented fallback (no search run folder)"
     path = Path(search_dir) / "arch.json"
     if not path.exists():
         raise ValueError(f"search_dir={str(search_dir)!r} has no arch.json; run `python -m elmlib search ... "
                          f"--run-dir {search_dir}` first, or pass search_dir=None for the documented fallback")
-    arch = Architecture.from_dict({"layers": json.loads(path.read_text())["layers"]})
-    return space.validate(arch), str(path)
+    record = json.loads(path.read_text())
+    arch = Architecture.from_dict({"layers": record["layers"]})
+    # a causal search's own description names its folder, not the machine's path to it
+    return space.validate(arch), (f"{record['source']}: {path.parent.name}/{path.name}" if "source" in record
+                                  else str(path))
 
 
 def matched_uniform(space: SearchSpace, block: str, target: int) -> Architecture:
