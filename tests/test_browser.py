@@ -59,7 +59,8 @@ def chrome():
     browser = shutil.which("chromium") or shutil.which("chromium-browser")
     driver = shutil.which("chromedriver")
     if not (browser and driver):
-        pytest.skip(f"no headless browser: {reason or 'chromium or chromedriver not on PATH (run `make test-browser`)'}")
+        reason = reason or "chromium or chromedriver not on PATH (run `make test-browser`)"
+        pytest.skip(f"no headless browser: {reason}")
     return webdriver, browser, driver
 
 
@@ -235,8 +236,10 @@ def open_notebook(driver, lab: Lab, rel: str, n_cells: int):
         if dialog_text(d):
             raise AssertionError(f"{rel}: JupyterLab shows a dialog: {dialog_text(d)}")
         kernels = [s["kernel"] for s in lab.api("sessions") if s.get("path") == rel]
-        shown = [e.get_attribute("data-status") for e in d.find_elements(By.CSS_SELECTOR, f"{PANEL} .jp-Notebook-ExecutionIndicator")]
-        return kernels and kernels[0]["name"] == KERNEL and kernels[0]["execution_state"] == "idle" and shown == ["idle"]
+        indicator = d.find_elements(By.CSS_SELECTOR, f"{PANEL} .jp-Notebook-ExecutionIndicator")
+        shown = [e.get_attribute("data-status") for e in indicator]
+        return bool(kernels) and (kernels[0]["name"], kernels[0]["execution_state"]) == (KERNEL, "idle") \
+            and shown == ["idle"]
 
     wait(driver, KERNEL_S, idle, f"{rel}: the '{KERNEL}' kernel did not start and go idle")
 
@@ -279,7 +282,8 @@ def run_all(driver, lab: Lab, rel: str):
 def error_outputs(driver) -> list[str]:
     from selenium.webdriver.common.by import By
 
-    stderr = driver.find_elements(By.CSS_SELECTOR, f"{PANEL} .jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']")
+    css = f"{PANEL} .jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']"
+    stderr = driver.find_elements(By.CSS_SELECTOR, css)
     return [e.text for e in stderr if TRACEBACK.search(e.text)]
 
 
@@ -311,16 +315,18 @@ def read_notebook(path: Path) -> dict:
         return {"cells": []}
 
 
-def outputs_of(nb: dict, kind: str) -> list[dict]:
-    return [o for c in nb["cells"] if c["cell_type"] == "code" for o in c.get("outputs", []) if o["output_type"] == kind]
+def outputs_of(nb: dict, kind: str | None = None) -> list[dict]:
+    return [o for c in nb["cells"] if c["cell_type"] == "code" for o in c.get("outputs", [])
+            if kind in (None, o["output_type"])]
 
 
 def images_in(nb: dict) -> int:
-    return sum("image/png" in o.get("data", {}) for c in nb["cells"] if c["cell_type"] == "code" for o in c.get("outputs", []))
+    return sum("image/png" in o.get("data", {}) for o in outputs_of(nb))
 
 
 def git_status() -> str | None:
-    git = subprocess.run(["git", "status", "--porcelain", "--untracked-files=all"], cwd=ROOT, capture_output=True, text=True)
+    git = subprocess.run(["git", "status", "--porcelain", "--untracked-files=all"], cwd=ROOT, capture_output=True,
+                         text=True)
     return git.stdout if git.returncode == 0 else None
 
 
