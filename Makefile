@@ -38,7 +38,7 @@ PRECISION ?= $(ELMLIB_PRECISION)
 # Results of scales other than smoke go to results/<scale>/ and figures/<scale>/.
 OUT_ARGS := $(if $(filter-out smoke,$(SCALE)),--results results/$(SCALE) --figures figures/$(SCALE))
 
-.PHONY: setup kernel reproduce run-folders notebooks figures report ledger test test-slow test-notebooks test-all bench clean
+.PHONY: setup kernel reproduce run-folders notebooks figures report ledger test test-slow test-notebooks test-browser test-all bench clean
 
 setup: $(STAMP)
 
@@ -96,6 +96,16 @@ test-slow: setup
 
 test-notebooks: setup kernel
 	$(BIN)/python -m pytest -m notebooks $(PYTEST_ARGS)
+
+# JupyterLab in headless Chromium (tests/test_browser.py): the browser extra (selenium) into the venv, Debian's
+# chromium and chromium-driver where missing (.ci/install-browser; where they cannot be installed the tests skip,
+# printing why).
+BROWSER_STATUS := $(VENV)/.browser-install
+test-browser: setup kernel
+	$(BIN)/python -m pip install --quiet $$($(BIN)/python -c "import tomllib; \
+	  print(' '.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['optional-dependencies']['browser']))")
+	@bash .ci/install-browser $(BROWSER_STATUS)
+	$(BIN)/python -m pytest -m browser $(PYTEST_ARGS)
 
 test-all: setup
 	$(BIN)/python -m pytest -m "" $(PYTEST_ARGS)
