@@ -405,8 +405,6 @@ def test_each_claim_notebook_ends_with_its_findings_from_the_ledger():
     from elmlib.repro import ledger
 
     for name in ledger.NOTEBOOK_CLAIMS:
-        if name == "table4_clm":
-            continue  # its own tier (tests/test_causal_lm.py)
         last = "".join(load(name)["cells"][-1]["source"])
         assert f'ledger.findings("{name}", results, scale)' in last, name
     text = ledger.findings("table5_8_ablations", ROOT / "results" / "small", "small")

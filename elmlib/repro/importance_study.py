@@ -8,7 +8,7 @@ ELM's BERT blocks share its parameter names), as EFTNAS starts from a fine-tuned
 Results and caveats: docs/importance.md; notebook: ``notebooks/importance_reordering.ipynb``.
 
     table = run_reordering(scale="smoke", seed=0, task="rotten_tomatoes", run_dir="runs/importance_reordering")
-    plot_reordering(table, "figures/importance_reordering.png")   # and .pdf
+    save(plot_reordering(table), "importance_reordering", "figures")   # elmlib.repro.figures.extensions
 """
 from __future__ import annotations
 
@@ -171,26 +171,3 @@ def run_reordering(*, scale: str = "smoke", seed: int = 0, task: str = "rotten_t
     table = pd.DataFrame(rows)
     table.attrs["wall_time_s"] = time.perf_counter() - t0
     return table
-
-
-def plot_reordering(table: pd.DataFrame, path) -> None:
-    """Accuracy vs FFN width, one line per order; writes ``path`` (.png) and the same name as .pdf."""
-    import matplotlib  # heavy: matplotlib (plotting only)
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt  # heavy: matplotlib (plotting only)
-    import seaborn as sns  # heavy: seaborn (plotting only)
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig, ax = plt.subplots(figsize=(5.2, 3.6))
-    sns.lineplot(data=table, x="fraction", y="accuracy", hue="order", style="order", markers=True, dashes=False,
-                 hue_order=list(ORDERS), ax=ax, errorbar=None)
-    ax.set(xlabel="FFN width kept (fraction of units)", ylabel="dev accuracy",
-           title=f"{table['task'].iloc[0]}, {table['layers'].iloc[0]} layers ({table['scale'].iloc[0]})")
-    ax.set_ylim(min(0.45, table["accuracy"].min() - 0.02), None)
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    for ext in (".png", ".pdf"):
-        fig.savefig(path.with_suffix(ext), dpi=150)
-    plt.close(fig)

@@ -14,7 +14,7 @@ from elmlib.io.files import figures_dir, results_dir
 from elmlib.io.inputs import CSV_ERRORS, failure_line, raise_failures, read_results_csv
 from elmlib.repro.figsave import save
 from elmlib.repro.figures import (
-    ablations, architectures, chat, efficiency, glue, growth, search_variants, similarity, squad,
+    ablations, architectures, chat, efficiency, extensions, glue, growth, search_variants, similarity, squad,
 )
 from elmlib.repro.figures.style import pyplot
 from elmlib.repro.report import collect_report, command_line_results
@@ -27,7 +27,9 @@ PLOTS = {"fig1_ffn_growth": growth.plot_fig1, "fig2_pca_curves": growth.plot_fig
          "table1_2_glue": glue.plot_table1_2, "table1_2_suite": glue.plot_suite, "table3_squad": squad.plot_table3,
          "table5_8_ablations": ablations.plot_table5_8, "efficiency": efficiency.plot_efficiency,
          "proxy_search": search_variants.plot_proxy_search,
-         "importance_search": search_variants.plot_importance_search}
+         "importance_search": search_variants.plot_importance_search,
+         "table4_clm": extensions.plot_table4, "proxy_flexibert": extensions.plot_proxy_flexibert,
+         "importance_reordering": extensions.plot_reordering}
 
 
 def _render(results: Path, figures: Path) -> tuple[list[str], list[tuple[str, Exception]]]:

@@ -1,8 +1,8 @@
 """Zero-cost proxies on the FlexiBERT benchmark (beyond the paper; notebooks/proxy_flexibert.ipynb and
-``python -m elmlib proxy``): the correlation table against the GLUE scores, its figure, and the command.
+``python -m elmlib proxy``): the correlation table against the GLUE scores and the command (its figure:
+`elmlib.repro.figures.extensions.plot_proxy_flexibert`).
 
     scores, table = run_flexibert(scale="smoke", seed=0)     # per-architecture scores, tidy CV table
-    plot_scatter(scores, "figures/proxy_flexibert.png")      # + .pdf
 
 The command scores any file of FlexiBERT records (``--data``; default: the packaged dev file) and
 writes one CSV row per architecture with provenance beside it.
@@ -12,14 +12,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from elmlib.extensions.flexibert import benchmark_entries
 from elmlib.extensions.proxies import CAPACITY_MEASURES, DEV_SETTINGS, PROXIES, RECOMMENDED, Proxy
 from elmlib.extensions.proxy_benchmark import cross_validate, rank_correlations, score_benchmark
 from elmlib.io.files import write_result
-from elmlib.repro.figsave import save_figure
 
 #: Reference correlations (Spearman, Kendall) from ../shared/paper/related.md, with their source.
 REFERENCES = {
@@ -75,39 +73,6 @@ def correlation_table(df, features, *, scale: str = "smoke", seed: int = 0, fold
     cols = ["proxy", "metric", "evaluation", "value", "spread", "reference_value", "reference_source",
             "n_arch", "n_folds", "fitted_setting", "scale", "seed"]
     return pd.DataFrame(out)[cols]
-
-
-def plot_scatter(df, png_path, *, proxies=("params", "zerolm", "score")):
-    """Scatter of each proxy (rank-normalised x) vs GLUE, coloured by depth; writes PNG and PDF."""
-    import matplotlib  # heavy: matplotlib, needed only for the figure (the proxy command never draws)
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt  # heavy: matplotlib (see above)
-
-    titles = {"params": "number of parameters", "zerolm": "ZeroLM-style (whole model)",
-              "score": "elmlib layerwise (recommended)", "nonemb_params": "non-embedding parameters",
-              "layerwise": "elmlib layerwise"}
-    fig, axes = plt.subplots(1, len(proxies), figsize=(3.3 * len(proxies), 3.2), sharey=True)
-    for ax, name in zip(np.atleast_1d(axes), proxies):
-        for depth, marker, colour in ((2, "o", "#1b9e77"), (4, "s", "#d95f02")):
-            sub = df[df["n_layers"] == depth]
-            ax.scatter(sub[name], sub["glue"], s=12, marker=marker, color=colour, alpha=0.7,
-                       linewidths=0, label=f"{depth} layers")
-        rho, tau = rank_correlations(df[name], df["glue"])
-        ax.set_title(f"{titles.get(name, name)}\n(in-sample) rho={rho:.2f}, tau={tau:.2f}", fontsize=9)
-        ax.set_xlabel(name, fontsize=9)
-        ax.tick_params(labelsize=8)
-        ax.grid(alpha=0.3)
-    np.atleast_1d(axes)[0].set_ylabel("GLUE dev score", fontsize=9)
-    np.atleast_1d(axes)[0].legend(fontsize=8, loc="lower right")
-    fig.tight_layout()
-    png_path = Path(png_path)
-    try:
-        for path in (png_path, png_path.with_suffix(".pdf")):
-            save_figure(fig, path, dpi=200)
-    finally:
-        plt.close(fig)
-    return png_path
 
 
 def run_flexibert(*, scale: str = "smoke", seed: int = 0, data=None, measure: str = "participation"):

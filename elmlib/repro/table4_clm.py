@@ -5,7 +5,7 @@ notebooks/table4_clm.ipynb runs this driver and docs/causal_lm.md reports the re
     cfg = resolve_clm_config("smoke", seed=0)
     table = run_table4(cfg, run_dir="runs/table4_clm-smoke")        # resumable; tidy DataFrame
     # the ELM row: a causal supernet search in the run folder (search_dir= a GLUE search run folder instead)
-    plot_table4(table, "figures/table4_clm.png")                    # + .pdf
+    save(plot_table4(table), "table4_clm", "figures")   # elmlib.repro.figures.extensions; .png + .pdf
 """
 from __future__ import annotations
 
@@ -21,7 +21,6 @@ from elmlib.extensions.causal_lm import (
     load_teacher_lm, pretrain, sft, student_architectures, take_per_task,
 )
 from elmlib.io.files import write_json
-from elmlib.repro.figsave import save_figure
 from elmlib.train.runtime import count_parameters
 
 # Table IV of the paper: Rouge-L on DollyEval (the only one of its five sets we can load: dolly-15k).
@@ -132,27 +131,3 @@ def table4_frame(results: dict, cfg: ClmConfig, sources: dict | None = None) -> 
     table = pd.DataFrame(rows)
     table["scale"], table["seed"] = cfg.scale, cfg.seed
     return table
-
-
-def plot_table4(table: pd.DataFrame, path: str | Path) -> Path:
-    """Rouge-L per dataset (bars) and held-out perplexity per model; writes .png and .pdf."""
-    import matplotlib  # heavy: matplotlib and seaborn, needed only for the figure
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt  # heavy: see above
-    import seaborn as sns  # heavy: see above
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), gridspec_kw={"width_ratios": [2, 1]})
-    rouge = table[table.metric == "rouge_l"]
-    sns.barplot(rouge, x="dataset", y="value", hue="model", ax=axes[0])
-    axes[0].set(ylabel="Rouge-L (F x 100)", title=f"Held-out instructions ({table.scale.iloc[0]} scale)")
-    ppl = table[table.metric == "perplexity"]
-    sns.barplot(ppl, x="model", y="value", ax=axes[1], color="0.6")
-    axes[1].set(yscale="log", ylabel="perplexity", xlabel="", title="Held-out text")
-    axes[1].tick_params(axis="x", rotation=30)
-    fig.tight_layout()
-    for ext in (".png", ".pdf"):
-        save_figure(fig, path.with_suffix(ext), dpi=150)
-    plt.close(fig)
-    return path

@@ -13,7 +13,8 @@ from ``results/`` without training.
     squad           Table III (SQuAD)
     ablations       Tables V-VIII
     efficiency      appendix (search cost, dynamic vs fixed FFN dims)
-    search_variants beyond the paper: search modes, importance reordering
+    search_variants beyond the paper: search modes, importance search
+    extensions      Table IV (causal LM), FlexiBERT proxies, importance reordering
     style           the shared pyplot style, block labels and colours
 
     from elmlib.repro.figures import growth
