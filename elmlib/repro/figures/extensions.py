@@ -74,7 +74,7 @@ def plot_proxy_flexibert(table: pd.DataFrame):
     axes[0].set_yticks(range(len(proxies)), [PROXY_LABELS.get(p, p) for p in proxies])
     n = table.n_arch.iloc[0]
     fig.suptitle(f"FlexiBERT proxy benchmark ({table.scale.iloc[0]} scale, {n} architectures, seed "
-                 f"{table.seed.iloc[0]}, {table.n_folds.max()} folds)", fontsize=10)
+                 f"{table.seed.iloc[0]}, {table.n_folds.max()} held-out splits)", fontsize=10)
     handles, names = axes[0].get_legend_handles_labels()
     fig.legend(handles, names, fontsize=8, loc="outside lower center", ncol=3)
     return fig
