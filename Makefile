@@ -38,7 +38,7 @@ PRECISION ?= $(ELMLIB_PRECISION)
 # Results of scales other than smoke go to results/<scale>/ and figures/<scale>/.
 OUT_ARGS := $(if $(filter-out smoke,$(SCALE)),--results results/$(SCALE) --figures figures/$(SCALE))
 
-.PHONY: setup kernel reproduce run-folders notebooks figures report ledger test test-slow test-notebooks test-browser test-all bench clean
+.PHONY: setup kernel reproduce run-folders notebooks figures figures-all report ledger test test-slow test-notebooks test-browser test-all bench clean
 
 setup: $(STAMP)
 
@@ -76,8 +76,22 @@ notebooks:
 	  $(BIN)/python -m elmlib executed notebooks/executed/$(SCALE)/$$nb.ipynb; \
 	done
 
-# Re-render every figure from results/*.csv (seconds; no training); SCALE=micro: results/micro/.
-figures:
+# Re-render the figures of SCALE from results/<scale>/*.csv (seconds; no training): each figure depends on
+# its CSV and the plotting code, so a figure older than either is redrawn and a stale one cannot hide.
+# `make figures-all` redraws every one regardless.
+RESULTS_DIR := results$(if $(filter-out smoke,$(SCALE)),/$(SCALE))
+FIGURES_DIR := figures$(if $(filter-out smoke,$(SCALE)),/$(SCALE))
+FIGURE_NAMES = $(shell $(BIN)/python -m elmlib figures --list)
+FIGURE_FILES = $(patsubst %,$(FIGURES_DIR)/%.pdf,$(filter $(FIGURE_NAMES),$(basename $(notdir $(wildcard $(RESULTS_DIR)/*.csv)))))
+PLOT_CODE := $(wildcard elmlib/repro/figures/*.py) elmlib/repro/plots.py elmlib/repro/figsave.py
+
+figures: setup
+	@$(MAKE) --no-print-directory $(FIGURE_FILES)
+
+$(FIGURES_DIR)/%.pdf: $(RESULTS_DIR)/%.csv $(PLOT_CODE)
+	$(BIN)/python -m elmlib figures --results $(RESULTS_DIR) --figures $(FIGURES_DIR) --only $*
+
+figures-all: setup
 	$(BIN)/python -m elmlib figures $(OUT_ARGS)
 
 # The markdown results table of docs/results.md, from results/*.csv.

@@ -204,6 +204,20 @@ def test_figures_results_folder_must_exist(tmp_path):
     one_line(err, tmp_path / "nope", "--results")
 
 
+def test_figures_only_draws_the_named_figures_and_refuses_unknown_names(tmp_path):
+    from elmlib.repro.plots import PLOTS
+
+    with pytest.raises(ValueError) as err:
+        cli(["--debug", "figures", "--only", "fig2,efficiency", "--figures", str(tmp_path / "out")])
+    one_line(err, "--only fig2", "efficiency")  # the unknown name, and the names allowed
+    assert not (tmp_path / "out").exists()  # refused before anything is written
+    folder = results_folder(tmp_path, "efficiency", GOOD_EFFICIENCY)
+    (folder / "table3_squad.csv").write_bytes((folder / "efficiency.csv").read_bytes())  # unreadable as Table III
+    cli(["figures", "--results", str(folder), "--figures", str(tmp_path / "out"), "--only", "efficiency"])
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["efficiency.pdf", "efficiency.png"]
+    assert "efficiency" in PLOTS and "table3_squad" in PLOTS
+
+
 # --------------------------------------------------------------------------- atomic savefig
 
 def failing_savefig(self, fname, *args, **kwargs):

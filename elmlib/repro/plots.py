@@ -32,9 +32,10 @@ PLOTS = {"fig1_ffn_growth": growth.plot_fig1, "fig2_pca_curves": growth.plot_fig
          "importance_reordering": extensions.plot_reordering}
 
 
-def _render(results: Path, figures: Path) -> tuple[list[str], list[tuple[str, Exception]]]:
-    """Draw every figure whose results CSV exists; a CSV that cannot be read or drawn is recorded in
-    the failures and the others are still drawn. Returns (names drawn, failures)."""
+def _render(results: Path, figures: Path, only: tuple[str, ...] = ()) -> tuple[list[str], list[tuple[str, Exception]]]:
+    """Draw every figure whose results CSV exists (those named in ``only``, when given); a CSV that cannot
+    be read or drawn is recorded in the failures and the others are still drawn. Returns (names drawn,
+    failures)."""
     import matplotlib  # heavy: matplotlib, only when figures are drawn
 
     matplotlib.use("Agg")
@@ -42,7 +43,7 @@ def _render(results: Path, figures: Path) -> tuple[list[str], list[tuple[str, Ex
     done, failed = [], []
     for name, plot in PLOTS.items():
         path = Path(results) / f"{name}.csv"
-        if not path.exists():
+        if not path.exists() or (only and name not in only):
             continue
         open_before = set(plt.get_fignums())
         try:
@@ -73,11 +74,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--results", default=None, help="results folder (default: $ELMLIB_RESULTS, else results/)")
     parser.add_argument("--figures", default=None, help="figures folder (default: $ELMLIB_FIGURES, else figures/)")
     parser.add_argument("--report", action="store_true", help="print the markdown results table instead")
+    parser.add_argument("--only", default="", help="comma-separated figure names to draw (default: all)")
+    parser.add_argument("--list", action="store_true", help="print the figure names, one per line, and exit")
 
 
 def main(args: argparse.Namespace) -> int:
     """Re-render the figures (or print the report); every usable CSV is used, then a ValueError names
     the CSVs that were not (the CLI prints it as one ``error:`` line and exits 2)."""
+    if args.list:
+        print("\n".join(PLOTS))
+        return 0
+    only = tuple(n for n in args.only.split(",") if n)
+    unknown = sorted(set(only) - set(PLOTS))
+    if unknown:
+        raise ValueError(f"--only {','.join(unknown)} is not a figure; expected names from {', '.join(PLOTS)}")
     results = command_line_results(args.results)
     if args.report:
         text, failed = collect_report(results)
@@ -86,7 +96,7 @@ def main(args: argparse.Namespace) -> int:
         return 0
     # The environment is read here, at the command line; the library takes its folders as arguments.
     figures = Path(args.figures or os.environ.get("ELMLIB_FIGURES") or figures_dir())
-    names, failed = _render(results, figures)
+    names, failed = _render(results, figures, only)
     print(f"re-rendered {len(names)} figures: {', '.join(names) or ('none' if failed else 'none (no results/*.csv yet)')}")
     raise_failures(failed, "rendered")
     return 0
