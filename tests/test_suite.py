@@ -15,6 +15,7 @@ from elmlib.pipeline.config import resolve_config, task_config
 from elmlib.pipeline.preflight import STAGES, active_stages, check_hub, check_task
 from elmlib.pipeline.run import run_search
 from elmlib.pipeline.suite import suite_architecture
+from elmlib.repro import report
 from elmlib.repro.figures.glue import plot_suite, suite_table
 from test_search import TINY
 
@@ -125,6 +126,12 @@ def test_baselines_go_through_the_same_suite_and_the_table_averages_headline_met
     assert "other tasks" in avg.loc["ELM (found, from scratch)", "paper_metric"]
     assert df[df.model == "all-MobileBERT"].paper_value.isna().all()
     assert len(plot_suite(df).axes) == 1
+    df.to_csv(run_dir / "table1_2_suite.csv", index=False)
+    text = report.report(run_dir)  # the report's suite table: every task in Table II's order, then the average
+    header = next(line for line in text.splitlines() if line.startswith("| model | boolq"))
+    assert header.endswith("| crowdflower (accuracy) | average |") and "sms_spam (f1)" in header
+    mean = df[(df.task == "AVG") & (df.model == "all-MobileBERT")].value.iloc[0]
+    assert "| all-MobileBERT | " in text and f"{mean:.1f} (n=1) |" in text
 
 
 def test_the_ledger_judges_tables_1_2_by_the_suite_average_when_there_is_one(tmp_path):

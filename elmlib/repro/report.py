@@ -46,6 +46,19 @@ def _report_glue(df: pd.DataFrame) -> list[str]:
     return out + [""]
 
 
+def _report_suite(df: pd.DataFrame) -> list[str]:
+    """Tables I/II's protocol: each model's dev value per suite task (percent; each task's own metric)."""
+    tasks = [t for t in dict.fromkeys(df.task) if t != "AVG"] + ["AVG"]
+    metrics = df.drop_duplicates("task").set_index("task").metric
+    out = [f"**Found vs same-budget baselines over the {df.suite.iloc[0]} suite** ({df.scale.iloc[0]} scale, search "
+           f"on {df.search_task.iloc[0]}; dev, each task's metric in %, mean ± sd over seeds)", "",
+           "| model | " + " | ".join(f"{t} ({metrics[t]})" if t != "AVG" else "average" for t in tasks) + " |",
+           "| --- |" + " --- |" * len(tasks)]
+    for model, g in df.groupby("model", sort=False):
+        out.append(f"| {model} | " + " | ".join(_mean_sd(g[g.task == t].value) for t in tasks) + " |")
+    return out + [""]
+
+
 def _report_ablations(df: pd.DataFrame) -> list[str]:
     out = ["**Ablations**: gain from each component, with - without (points; ours: dev accuracy x 100)", "",
            "| table | component | ours | paper |", "| --- | --- | --- | --- |"]
@@ -111,7 +124,7 @@ def _report_similarity(df: pd.DataFrame) -> list[str]:
 
 
 #: The report's sections, in order: results CSV name -> function of its table giving markdown lines.
-SECTIONS = {"table1_2_glue": _report_glue, "table5_8_ablations": _report_ablations,
+SECTIONS = {"table1_2_glue": _report_glue, "table1_2_suite": _report_suite, "table5_8_ablations": _report_ablations,
             "efficiency": _report_efficiency, "proxy_search": _report_proxy_search,
             "importance_search": _report_importance, "fig5_architectures": _report_fig5,
             "fig3b_block_similarity": _report_similarity}
