@@ -21,7 +21,7 @@ NOTEBOOKS := table3_squad fig1_ffn_growth fig2_pca_curves fig3a_cka_heads fig5_a
 	table5_8_ablations fig3b_block_similarity fig6_block_similarity_matrix efficiency proxy_search \
 	importance_search proxy_flexibert importance_reordering table4_clm
 SEEDED := fig3b_block_similarity fig5_architectures table1_2_glue table5_8_ablations efficiency proxy_search importance_search
-# Notebooks with scales of their own (smoke and small): skipped at the search's micro scale.
+# Notebooks with scale presets of their own (smoke, micro, small, paper) and no search task parameter.
 OWN_SCALES := proxy_flexibert importance_reordering table4_clm
 N_SEEDS ?= 1
 RUNS ?= runs
@@ -30,7 +30,7 @@ JOBS ?= 1
 # The offline task of the search notebooks (boolq is the paper's; at micro use a sentence task such as
 # rotten_tomatoes, which a 5M model can learn in minutes).
 TASK ?= boolq
-RUN_NOTEBOOKS := $(if $(filter micro,$(SCALE)),$(filter-out $(OWN_SCALES),$(NOTEBOOKS)),$(NOTEBOOKS))
+RUN_NOTEBOOKS ?= $(NOTEBOOKS)
 # PRECISION=bf16 (default $ELMLIB_PRECISION, else the scale's fp32): every run folder trains under bf16 autocast
 # (speed: docs/speed.md); passed to `elmlib runs` and the notebooks as an argument and recorded in each run's
 # config.json, so an fp32 folder is not silently reused.

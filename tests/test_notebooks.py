@@ -79,6 +79,19 @@ def test_stored_notebook_is_clean_and_thin(name):
     assert nb["metadata"]["kernelspec"]["name"] == "elmlib"
 
 
+@pytest.mark.parametrize("name", OTHERS)
+def test_notebooks_with_their_own_presets_use_the_kernel_and_accept_every_scale(name):
+    from elmlib.extensions.causal_lm.config import CLM_SCALES
+    from elmlib.repro import importance_study, proxy_flexibert
+    presets = {"proxy_flexibert": proxy_flexibert.SCALES, "importance_reordering": importance_study.SCALES,
+               "table4_clm": CLM_SCALES}[name]
+    nb = load(name)
+    assert nb["metadata"]["kernelspec"]["name"] == "elmlib"
+    params = "".join(next(c for c in nb["cells"] if "parameters" in c["metadata"].get("tags", []))["source"])
+    assert set(presets) == {"smoke", "micro", "small", "paper"}
+    assert "smoke | micro | small | paper" in params
+
+
 # --------------------------------------------------------------------------- paper numbers, helpers
 
 def test_paper_numbers_as_transcribed():

@@ -36,6 +36,8 @@ SCALES = {
     # layers of the teacher kept, fine-tuning steps and peak learning rate, batch, max tokens, train rows, dev rows, importance batches
     "smoke": dict(layers=2, steps=150, lr=2e-4, batch_size=32, max_length=64, train_limit=4800, dev_limit=512,
                   importance_batches=16),
+    "micro": dict(layers=4, steps=300, lr=1.5e-4, batch_size=32, max_length=64, train_limit=0, dev_limit=1024,
+                  importance_batches=32),
     "small": dict(layers=6, steps=600, lr=1e-4, batch_size=32, max_length=64, train_limit=0, dev_limit=0,
                   importance_batches=64),
     "paper": dict(layers=6, steps=2000, lr=5e-5, batch_size=32, max_length=128, train_limit=0, dev_limit=0,

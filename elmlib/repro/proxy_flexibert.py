@@ -29,6 +29,7 @@ REFERENCES = {
 #: Scale presets: how many architectures (None = all) and how much cross-validation.
 SCALES = {
     "smoke": dict(n_arch=60, folds=5, repeats=2),
+    "micro": dict(n_arch=None, folds=5, repeats=2),
     "small": dict(n_arch=None, folds=5, repeats=5),
     "paper": dict(n_arch=None, folds=5, repeats=20),
 }

@@ -2,7 +2,7 @@
 validated by ``elmlib.io.settings`` (errors name the key, the value and what is allowed).
 
 ``paper`` holds the paper's hyperparameters (pretraining batch 64, 3 epochs, cosine from 5e-4, AdamW
-weight decay 0.1); ``small`` and ``smoke`` shorten the schedules and subsets. ``digest()`` names
+weight decay 0.1); ``small``, ``micro`` and ``smoke`` shorten the schedules and subsets. ``digest()`` names
 the settings in every checkpoint and cached evaluation.
 
     cfg = resolve_clm_config("smoke", seed=0, overrides={"distill_steps": 8})
@@ -79,6 +79,12 @@ CLM_SCALES: dict[str, dict[str, Any]] = {
                   max_input_tokens=256, max_new_tokens=48, eval_instructions=64, eval_text_rows=64,
                   checkpoint_every=50, search_steps=300, search_population=12, search_generations=4,
                   search_eval_rows=32),
+    # ~20-30 minutes on 2 CPU cores: the ELM-Micro widths, short schedules, small subsets.
+    "micro": dict(space="micro", max_position_embeddings=256, max_length=128, pretrain_epochs=1,
+                  pretrain_steps=200, pretrain_batch_size=16, pretrain_lr=1e-3, sft_steps=50, sft_lr=5e-4,
+                  distill_steps=20, distill_lr=5e-5, distill_batch_size=4, max_input_tokens=128, max_new_tokens=32,
+                  eval_instructions=32, eval_text_rows=64, checkpoint_every=50, search_steps=150, search_lr=1e-3,
+                  search_population=10, search_generations=3, search_eval_rows=32),
     # a few minutes on 2 CPU cores: toy widths; the real teacher, data and metrics.
     "smoke": dict(space="smoke", max_position_embeddings=256, corpus_documents=1500, max_length=64,
                   pretrain_epochs=1, pretrain_steps=60, pretrain_batch_size=8, pretrain_lr=3e-3, sft_steps=20,
