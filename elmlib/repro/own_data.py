@@ -8,13 +8,13 @@ import json
 import os
 from pathlib import Path
 
-import matplotlib.pyplot as plt
 import pandas as pd
 from transformers import pipeline
 
 from elmlib.data.packaged import _read_offline
 from elmlib.data.tasks import load_task
 from elmlib.io.files import atomic_write
+from elmlib.repro.figures.style import OKABE_ITO, REFERENCE, pyplot
 
 
 def demo_file(path: str | os.PathLike, every: int = 20) -> Path:
@@ -38,11 +38,12 @@ def search_front(run_dir: str | os.PathLike) -> tuple[pd.DataFrame, pd.DataFrame
 
 def plot_search_front(history: pd.DataFrame, front: pd.DataFrame, budget: float, title: str):
     """Scored architectures (grey), the Pareto front (steps) and the parameter budget (dashed line)."""
-    fig, ax = plt.subplots(figsize=(6, 3.6))
+    fig, ax = pyplot().subplots(figsize=(6, 3.6))
     ax.scatter(history.params / 1e6, history.score, s=12, color="0.65", label="scored architectures")
     ordered = front.sort_values("params")
-    ax.step(ordered.params / 1e6, ordered.score, where="post", color="#0072B2", marker="o", label="Pareto front")
-    ax.axvline(budget / 1e6, color="#D55E00", linestyle="--", label="budget")
+    ax.step(ordered.params / 1e6, ordered.score, where="post", color=OKABE_ITO["blue"], marker="o",
+            label="Pareto front")
+    ax.axvline(budget / 1e6, color=REFERENCE, linestyle="--", label="budget")
     ax.set_xlabel("parameters (M)")
     ax.set_ylabel(f"search-split {history.metric.iloc[0]}")
     ax.set_title(title)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 
 from elmlib.repro import paper
-from elmlib.repro.figures.style import pyplot
+from elmlib.repro.figures.style import OURS, PAPER, pyplot
 
 
 def table5_8_table(metrics: pd.DataFrame, scale: str) -> pd.DataFrame:
@@ -38,12 +38,12 @@ def plot_table5_8(df: pd.DataFrame):
     stats = deltas.groupby("ablation").delta.agg(["mean", "std"]).loc[order]
     x = range(len(order))
     ax.bar([i - 0.2 for i in x], 100 * stats["mean"], 0.4, yerr=100 * stats["std"].fillna(0), capsize=4,
-           label=f"ours ({df.task.iloc[0]} dev {df.metric.iloc[0]}, points = seeds)", color="#55A868")
+           label=f"ours ({df.task.iloc[0]} dev {df.metric.iloc[0]}, points = seeds)", color=OURS)
     for i, a in enumerate(order):
         v = 100 * deltas[deltas.ablation == a].delta
         ax.scatter([i - 0.2] * len(v), v, color="k", s=14, zorder=3)
     paper_d = deltas.groupby("ablation").paper_delta.first().loc[order]
-    ax.bar([i + 0.2 for i in x], paper_d, 0.4, label=f"paper ({df.paper_model.iloc[0]}, GLUE dev avg)", color="#8C8C8C")
+    ax.bar([i + 0.2 for i in x], paper_d, 0.4, label=f"paper ({df.paper_model.iloc[0]}, GLUE dev avg)", color=PAPER)
     ax.axhline(0, color="k", lw=0.8)
     ax.set_xticks(list(x), [f"{paper.ABLATIONS[a]['table']}: {a}" for a in order])
     ax.set_ylabel("with - without (points)")

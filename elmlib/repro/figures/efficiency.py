@@ -7,7 +7,7 @@ import math
 import pandas as pd
 
 from elmlib.repro import paper
-from elmlib.repro.figures.style import pyplot
+from elmlib.repro.figures.style import OURS, PAPER, pyplot
 from elmlib.repro.records import stage_seconds
 
 
@@ -33,7 +33,7 @@ def plot_efficiency(df: pd.DataFrame):
     total = per_seed.mean()
     ratio_ours = total.get("fixed", math.nan) / total.get("dynamic", math.nan)
     p = df.groupby("variant").paper_gpu_days.first()
-    b.bar(["ours", "paper"], [ratio_ours, p["fixed"] / p["dynamic"]], color=["#55A868", "#8C8C8C"])
+    b.bar(["ours", "paper"], [ratio_ours, p["fixed"] / p["dynamic"]], color=[OURS, PAPER])
     if len(per_seed) > 1 and {"fixed", "dynamic"} <= set(per_seed):
         # Wall times on a shared machine vary with its load: the seeds' own ratios show how much.
         b.scatter([0] * len(per_seed), per_seed.fixed / per_seed.dynamic, color="k", zorder=3, s=16,

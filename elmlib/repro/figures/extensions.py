@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from elmlib.repro.figures.style import pyplot
+from elmlib.repro.figures.style import REFERENCE, pyplot
 
 #: Table IV's model identifiers -> the labels a reader sees.
 CLM_LABELS = {"elm_found": "ELM (searched)", "elm_documented_not_searched": "ELM (documented, not searched)",
@@ -64,7 +64,7 @@ def plot_proxy_flexibert(table: pd.DataFrame):
         y = range(len(proxies))
         ax.errorbar(cv.value, y, xerr=cv.spread, fmt="o", capsize=3, label="cross-validated (mean ± s.d. of folds)")
         ax.plot(fit.value, y, "|", markersize=12, color="0.3", label="in-sample")
-        ax.plot(cv.reference_value, y, "x", color="#D55E00", label="reference value")
+        ax.plot(cv.reference_value, y, "x", color=REFERENCE, label="reference value")
         ax.axvline(0, color="0.5", lw=0.8, ls=":")  # chance: no rank agreement
         best = cv.value.idxmax()
         ax.set_title(f"{metric.title()}: best cross-validated {cv.value[best]:.2f}\n({PROXY_LABELS.get(best, best)})",

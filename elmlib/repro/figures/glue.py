@@ -8,7 +8,7 @@ import pandas as pd
 
 from elmlib.data.tasks import get_task
 from elmlib.repro import paper
-from elmlib.repro.figures.style import pyplot, ticks
+from elmlib.repro.figures.style import BASELINES, OURS, OURS_LIGHT, PAPER, pyplot, ticks
 
 
 def table1_2_table(metrics: pd.DataFrame, scale: str) -> pd.DataFrame:
@@ -46,7 +46,7 @@ def plot_table1_2(df: pd.DataFrame):
     stats = d.groupby("model", sort=False).agg(value=("value", "mean"), std=("value", "std")).loc[order]
     fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4))
     a.bar(range(len(order)), stats.value, yerr=stats["std"].fillna(0), capsize=4,
-          color=["#55A868" if m.startswith("ELM") else "#8C8C8C" for m in order])
+          color=[OURS if m.startswith("ELM") else PAPER for m in order])
     _seed_points(a, d, "model", "value", order)
     a.set_xticks(range(len(order)), [_short(m) for m in order], fontsize=9)
     a.set_ylabel(f"dev {metric} ({d.task.iloc[0]})")
@@ -114,8 +114,8 @@ def plot_suite(df: pd.DataFrame):
         g = df[df.model == name]
         mean = g.groupby("task").value.mean().reindex(tasks)
         xs = [i + (j - (len(models) - 1) / 2) * width for i in range(len(tasks))]
-        colour = ("#A9D8B8" if "inherited" in name else "#55A868") if name.startswith("ELM") else \
-            ("#8C8C8C", "#BDBDBD", "#5F5F5F", "#DADADA")[j % 4]
+        ours = OURS_LIGHT if "inherited" in name else OURS
+        colour = ours if name.startswith("ELM") else BASELINES[j % len(BASELINES)]
         ax.bar(xs, mean, width, label=_short(name).replace("\n", " "), color=colour)
         for x, task in zip(xs, tasks):
             v = g[g.task == task].value
@@ -129,5 +129,5 @@ def plot_suite(df: pd.DataFrame):
     ax.set_ylabel("dev score (points: the task's headline metric)")
     ax.set_title(f"Suite {df.suite.iloc[0]!r}, search on {df.search_task.iloc[0]} ({df.scale.iloc[0]} scale, "
                  f"{df.seed.nunique()} seed(s))")
-    ax.legend(fontsize=7, ncol=2)
+    ax.legend(fontsize=8, ncol=3, loc="upper center", bbox_to_anchor=(0.5, -0.1))  # below the axes, off the bars
     return fig

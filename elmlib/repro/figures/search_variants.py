@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from elmlib.repro.figures.style import pyplot
+from elmlib.repro.figures.style import OURS, pyplot
 
 
 def per_seed_lines(ax, df: pd.DataFrame, x_col: str, order: list, labels: list | None = None) -> None:
@@ -55,7 +55,7 @@ def plot_importance_search(df: pd.DataFrame):
     per_seed_lines(a, first, "variant", order)
     a.set_ylabel(f"found model, {first.task.iloc[0]} dev {first.metric.iloc[0]}")
     a.set_title(f"Result of the search ({df.scale.iloc[0]} scale)")
-    sns.barplot(data=first, x="variant", y="mean_ffn_dim", order=order, ax=b, color="#55A868", errorbar="sd")
+    sns.barplot(data=first, x="variant", y="mean_ffn_dim", order=order, ax=b, color=OURS, errorbar="sd")
     b.set_ylabel("mean FFN dim of the found model")
     b.set_title("Widths the search chose")
     for ax in (a, b):

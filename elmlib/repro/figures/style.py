@@ -1,11 +1,21 @@
-"""What every figure shares: the pyplot style, the block labels of paper Fig. 6 and the colours of block
-types and hatches of sharing modes (Fig. 5)."""
+"""What every figure shares: the pyplot style, one colour-blind-safe palette (Okabe & Ito, "Color Universal
+Design", 2008) with a fixed meaning per role, the block labels of paper Fig. 6 and the hatches of sharing
+modes (Fig. 5). Sequential data use viridis or magma (perceptually uniform, readable in grey)."""
 from __future__ import annotations
+
+from cycler import cycler  # matplotlib's own dependency, light to import
 
 from elmlib.nas.space import CANDIDATES
 
 BLOCK_LABELS = [f"{b[:4] if b == 'bert' else 'Mob'}-{s}" for b, s in CANDIDATES]  # index = paper Fig. 6 order
-COLORS = {"bert": "#4C72B0", "mobilebert": "#DD8452"}
+OKABE_ITO = {"blue": "#0072B2", "orange": "#E69F00", "green": "#009E73", "vermillion": "#D55E00",
+             "purple": "#CC79A7", "sky": "#56B4E9", "yellow": "#F0E442", "black": "#000000"}
+OURS = OKABE_ITO["green"]         # elmlib's measurements (the found model, our ratio)
+OURS_LIGHT = "#7FCEB9"            # the same hue, lighter: a labelled variant of ours (inherited weights)
+PAPER = "#999999"                 # the paper's reported values
+BASELINES = ("#999999", "#BBBBBB", "#666666", "#DDDDDD")  # hand-designed baselines, told apart by grey
+REFERENCE = OKABE_ITO["vermillion"]  # reference values and lines (a target, the majority class)
+COLORS = {"bert": OKABE_ITO["blue"], "mobilebert": OKABE_ITO["orange"]}
 HATCH = {"none": "", "qv": "//", "kv": ".."}
 
 
@@ -13,7 +23,8 @@ def pyplot():
     """``matplotlib.pyplot`` with the figures' font sizes, resolution and tight bounding box."""
     import matplotlib.pyplot as plt  # heavy: matplotlib, only when a figure is drawn
 
-    plt.rcParams.update({"font.size": 11, "axes.titlesize": 12, "figure.dpi": 110, "savefig.bbox": "tight"})
+    plt.rcParams.update({"font.size": 11, "axes.titlesize": 12, "figure.dpi": 110, "savefig.bbox": "tight",
+                         "axes.prop_cycle": cycler(color=list(OKABE_ITO.values()))})
     return plt
 
 
