@@ -67,7 +67,7 @@ def test_stored_notebook_is_clean_and_thin(name):
     params = [c for c in cells if "parameters" in c.get("metadata", {}).get("tags", [])]
     assert len(params) == 1, f"{name}: expected exactly one cell tagged 'parameters', found {len(params)}"
     names = set(re.findall(r"^(\w+) = ", "".join(params[0]["source"]), re.M))
-    assert {"scale", "seed", "task", "run_dir", "out_dir"} <= names
+    assert {"scale", "seed", "task", "run_dir", "out_dir", "results_dir", "figures_dir", "precision"} <= names
     assert re.search(r'^scale = "smoke"', "".join(params[0]["source"]), re.M)
     code = "\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "code")
     for c in cells:
@@ -90,6 +90,7 @@ def test_notebooks_with_their_own_presets_use_the_kernel_and_accept_every_scale(
     params = "".join(next(c for c in nb["cells"] if "parameters" in c["metadata"].get("tags", []))["source"])
     assert set(presets) == {"smoke", "micro", "small", "paper"}
     assert "smoke | micro | small | paper" in params
+    assert {"results_dir", "figures_dir"} <= set(re.findall(r"^(\w+) = ", params, re.M))
 
 
 # --------------------------------------------------------------------------- paper numbers, helpers
@@ -140,6 +141,8 @@ def test_experiment_arguments_are_checked(tmp_path, monkeypatch):
     assert experiments.run_path("smoke", 1, "main", tmp_path) == tmp_path / "smoke-seed1" / "main"
     assert experiments.output_dirs(tmp_path) == (tmp_path / "results", tmp_path / "figures")
     assert experiments.output_dirs(tmp_path, "micro") == (tmp_path / "results", tmp_path / "figures")
+    assert experiments.output_dirs(tmp_path, "micro", results=tmp_path / "r") == (tmp_path / "r", tmp_path / "figures")
+    assert experiments.output_dirs("", "small", figures=tmp_path / "f")[1] == tmp_path / "f"
     # The folders are arguments: the environment of a notebook's kernel does not move them.
     monkeypatch.setenv("ELMLIB_RESULTS", str(tmp_path / "r"))
     monkeypatch.setenv("ELMLIB_RUNS", str(tmp_path / "runs"))

@@ -371,12 +371,16 @@ def squad_scores(scale: str, seed: int = 0, task: str = "boolq", root=None, prec
     return ours, f"measured: {scale} found encoder fine-tuned on SQuAD without KD (elmlib.extensions.squad)"
 
 
-def output_dirs(out_dir: str | os.PathLike | None = None, scale: str = "smoke") -> tuple[Path, Path]:
-    """(results, figures) folders: ``<out_dir>/results`` and ``<out_dir>/figures``, else ``results/`` and
-    ``figures/`` of the workspace with a ``<scale>/`` subfolder for every scale but smoke, so the scales'
-    tables live side by side."""
+def output_dirs(out_dir: str | os.PathLike | None = None, scale: str = "smoke",
+                results: str | os.PathLike | None = None,
+                figures: str | os.PathLike | None = None) -> tuple[Path, Path]:
+    """(results, figures) folders: ``results`` and ``figures`` where given; else ``<out_dir>/results`` and
+    ``<out_dir>/figures``; else ``results/`` and ``figures/`` of the workspace with a ``<scale>/`` subfolder
+    for every scale but smoke, so the scales' tables live side by side."""
     if out_dir:
-        return Path(out_dir) / "results", Path(out_dir) / "figures"
-    if scale == "smoke":
-        return results_dir(), figures_dir()
-    return results_dir() / scale, figures_dir() / scale
+        default = Path(out_dir) / "results", Path(out_dir) / "figures"
+    elif scale == "smoke":
+        default = results_dir(), figures_dir()
+    else:
+        default = results_dir() / scale, figures_dir() / scale
+    return Path(results) if results else default[0], Path(figures) if figures else default[1]
