@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 
 from elmlib.repro import paper
-from elmlib.repro.figures.style import OURS, PAPER, pyplot
+from elmlib.repro.figures.style import OURS, PAPER, dot_ci, pyplot
 
 
 def table5_8_table(metrics: pd.DataFrame, scale: str) -> pd.DataFrame:
@@ -29,24 +29,30 @@ def ablation_deltas(df: pd.DataFrame) -> pd.DataFrame:
     return ours
 
 
+#: What each ablation switches off, as the paper's tables name it.
+LABELS = {"dynamic_ffn": "dynamic FFN dims", "head_search": "head search", "kd": "relational KD",
+          "sharing": "sharing blocks"}
+
+
 def plot_table5_8(df: pd.DataFrame):
+    """Per ablation, ours (with - without, points) per seed with mean and 95% CI beside the paper's gain,
+    each labelled with the parameters of its two models."""
     plt = pyplot()
     deltas = ablation_deltas(df)
-    order = list(paper.ABLATIONS)
-    order = [a for a in order if a in set(deltas.ablation)]
-    fig, ax = plt.subplots(figsize=(8, 4))
-    stats = deltas.groupby("ablation").delta.agg(["mean", "std"]).loc[order]
-    x = range(len(order))
-    ax.bar([i - 0.2 for i in x], 100 * stats["mean"], 0.4, yerr=100 * stats["std"].fillna(0), capsize=4,
-           label=f"ours ({df.task.iloc[0]} dev {df.metric.iloc[0]}, points = seeds)", color=OURS)
+    order = [a for a in paper.ABLATIONS if a in set(deltas.ablation)]
+    fig, ax = plt.subplots(figsize=(8, 4.2))
+    params = df.groupby(["ablation", "variant"]).params.mean() / 1e6
     for i, a in enumerate(order):
-        v = 100 * deltas[deltas.ablation == a].delta
-        ax.scatter([i - 0.2] * len(v), v, color="k", s=14, zorder=3)
-    paper_d = deltas.groupby("ablation").paper_delta.first().loc[order]
-    ax.bar([i + 0.2 for i in x], paper_d, 0.4, label=f"paper ({df.paper_model.iloc[0]}, GLUE dev avg)", color=PAPER)
+        dot_ci(ax, i - 0.12, 100 * deltas[deltas.ablation == a].delta, OURS,
+               label=("ours: seeds, mean and 95% CI" if deltas.seed.nunique() > 1 else "ours (one seed)")
+               if i == 0 else None)
+        ax.plot([i + 0.12], [deltas[deltas.ablation == a].paper_delta.iloc[0]], "x", ms=9, mew=2, color=PAPER,
+                label=f"paper ({df.paper_model.iloc[0]}, GLUE dev avg)" if i == 0 else None)
     ax.axhline(0, color="k", lw=0.8)
-    ax.set_xticks(list(x), [f"{paper.ABLATIONS[a]['table']}: {a}" for a in order])
-    ax.set_ylabel("with - without (points)")
-    ax.set_title(f"Ablations ({df.scale.iloc[0]} scale): gain from each component")
-    ax.legend(fontsize=9)
+    ax.set_xticks(range(len(order)), [f"{paper.ABLATIONS[a]['table']}: {LABELS.get(a, a)}\n"
+                                      f"{params[a, 'with']:.2f}M vs {params[a, 'without']:.2f}M" for a in order])
+    ax.set_ylabel(f"with - without ({df.metric.iloc[0]}, points)")
+    ax.set_title(f"Ablations: gain from each component ({df.scale.iloc[0]} scale, {df.task.iloc[0]} dev, "
+                 f"{deltas.seed.nunique()} seed(s))")
+    ax.legend(fontsize=8, ncol=2, loc="upper center", bbox_to_anchor=(0.5, -0.2))  # below the axes, off the data
     return fig

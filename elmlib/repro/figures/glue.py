@@ -8,7 +8,7 @@ import pandas as pd
 
 from elmlib.data.tasks import get_task
 from elmlib.repro import paper
-from elmlib.repro.figures.style import BASELINES, OURS, OURS_LIGHT, PAPER, pyplot, ticks
+from elmlib.repro.figures.style import BASELINES, OURS, OURS_LIGHT, dot_ci, pyplot, ticks
 
 
 def table1_2_table(metrics: pd.DataFrame, scale: str) -> pd.DataFrame:
@@ -32,37 +32,41 @@ def _short(model: str) -> str:
             .replace("ELM (found, from scratch)", "ELM found\n(scratch)").replace(" (Q=V)", "\n(Q=V)"))
 
 
-def _seed_points(ax, df, x_col, y_col, order):
-    for i, name in enumerate(order):
-        v = df[df[x_col] == name][y_col]
-        ax.scatter([i] * len(v), v, color="k", s=14, zorder=3)
+def model_colour(name: str, j: int) -> str:
+    """The found model green (lighter with inherited weights), the j-th baseline a grey."""
+    if name.startswith("ELM"):
+        return OURS_LIGHT if "inherited" in name else OURS
+    return BASELINES[j % len(BASELINES)]
 
 
 def plot_table1_2(df: pd.DataFrame):
+    """Left: each model's dev metric per seed with mean and 95% CI (points); right: parameters against
+    latency per seed."""
     plt = pyplot()
     metric = df.metric.iloc[0]
     d = df[df.metric == metric]
     order = list(dict.fromkeys(d.model))
-    stats = d.groupby("model", sort=False).agg(value=("value", "mean"), std=("value", "std")).loc[order]
     fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4))
-    a.bar(range(len(order)), stats.value, yerr=stats["std"].fillna(0), capsize=4,
-          color=[OURS if m.startswith("ELM") else PAPER for m in order])
-    _seed_points(a, d, "model", "value", order)
+    for i, name in enumerate(order):
+        dot_ci(a, i, 100 * d[d.model == name].value, model_colour(name, i))
     a.set_xticks(range(len(order)), [_short(m) for m in order], fontsize=9)
-    a.set_ylabel(f"dev {metric} ({d.task.iloc[0]})")
-    a.set_ylim(max(0, d.value.min() - 0.1), min(1, d.value.max() + 0.05) if d.value.max() <= 1 else None)
-    a.set_title(f"Same budget, same recipe ({d.scale.iloc[0]} scale, {d.seed.nunique()} seed(s))")
+    a.set_xlim(-0.6, len(order) - 0.4)
+    a.set_ylabel(f"dev {metric} (%, {d.task.iloc[0]})")
+    n = d.seed.nunique()
+    a.set_title(f"Same budget, same recipe ({d.scale.iloc[0]} scale, {n} seed(s))\n"
+                + ("dots: seeds; large dot and bar: mean and 95% CI" if n > 1 else "one seed: no interval"),
+                fontsize=10)
     # One marker per model and seed, named in a legend: the found model's two rows share its size, and
     # averaged over seeds their latencies coincide, so text labels beside the points would overprint.
     for i, name in enumerate(order):
         g = d[d.model == name]
-        b.scatter(g.params / 1e6, g.latency_ms, s=40, marker="osD^vP*X"[i % 8], alpha=0.8,
-                  label=_short(name).replace("\n", " "))
-    b.legend(fontsize=8)
+        b.scatter(g.params / 1e6, g.latency_ms, s=40, marker="osD^vP*X"[i % 8], color=model_colour(name, i),
+                  edgecolors="k", label=_short(name).replace("\n", " "))
+    b.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))  # beside the axes, off the points
     b.xaxis.set_major_locator(ticks(nbins=4))
     b.set_xlabel("parameters (M)")
     b.set_ylabel("latency (ms, batch 1)")
-    b.set_title("Size and latency")
+    b.set_title("Size and latency (one marker per seed)")
     return fig
 
 
@@ -114,8 +118,7 @@ def plot_suite(df: pd.DataFrame):
         g = df[df.model == name]
         mean = g.groupby("task").value.mean().reindex(tasks)
         xs = [i + (j - (len(models) - 1) / 2) * width for i in range(len(tasks))]
-        ours = OURS_LIGHT if "inherited" in name else OURS
-        colour = ours if name.startswith("ELM") else BASELINES[j % len(BASELINES)]
+        colour = model_colour(name, j)
         ax.bar(xs, mean, width, label=_short(name).replace("\n", " "), color=colour)
         for x, task in zip(xs, tasks):
             v = g[g.task == task].value

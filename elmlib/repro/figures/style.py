@@ -3,9 +3,12 @@ Design", 2008) with a fixed meaning per role, the block labels of paper Fig. 6 a
 modes (Fig. 5). Sequential data use viridis or magma (perceptually uniform, readable in grey)."""
 from __future__ import annotations
 
+import math
+
 from cycler import cycler  # matplotlib's own dependency, light to import
 
 from elmlib.nas.space import CANDIDATES
+from elmlib.repro.claim_stats import t_interval
 
 BLOCK_LABELS = [f"{b[:4] if b == 'bert' else 'Mob'}-{s}" for b, s in CANDIDATES]  # index = paper Fig. 6 order
 OKABE_ITO = {"blue": "#0072B2", "orange": "#E69F00", "green": "#009E73", "vermillion": "#D55E00",
@@ -33,3 +36,16 @@ def ticks(**locator):
     from matplotlib.ticker import MaxNLocator  # heavy: matplotlib, only when a figure is drawn
 
     return MaxNLocator(**locator)
+
+
+def dot_ci(ax, x: float, values, color: str, label: str | None = None) -> tuple[float, float, float]:
+    """Every value as a small dot at ``x`` and their mean as a large one with its 95% t-interval (none for
+    one value): the multi-seed convention of every figure (no bars on a truncated axis). Returns
+    (mean, low, high)."""
+    values = [float(v) for v in values]
+    mean, low, high = t_interval(values)
+    ax.scatter([x + 0.06] * len(values), values, s=16, color="0.25", zorder=3, linewidths=0)
+    yerr = None if math.isnan(low) else [[mean - low], [high - mean]]
+    ax.errorbar([x], [mean], yerr=yerr, fmt="o", ms=8, color=color, mec="k", ecolor="k", capsize=4, label=label,
+                zorder=4)
+    return mean, low, high
