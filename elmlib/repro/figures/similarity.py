@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from elmlib.io.inputs import read_json
@@ -86,22 +87,52 @@ def fig6_table(run_dirs: dict, scale: str, seed: int, layer: int | None = None) 
     return df[df.layer == layer].reset_index(drop=True)
 
 
+def _matrix_panel(ax, m: pd.DataFrame, cmap: str, low: float, high: float, title: str):
+    """One block-by-block matrix with the diagonal masked (a block's similarity to itself is 1 by
+    definition) and every off-diagonal cell printed to three decimals."""
+    values = m.values.copy()
+    np.fill_diagonal(values, np.nan)
+    colours = plt_colormap(cmap)
+    im = ax.imshow(values, cmap=colours, vmin=low, vmax=high)
+    labels = [BLOCK_LABELS[c] for c in m.columns]
+    ax.set_xticks(range(len(labels)), labels, rotation=40, ha="right")
+    ax.set_yticks(range(len(labels)), labels)
+    for (i, j), v in pd.DataFrame(values).stack().dropna().items():
+        dark = v < (low + high) / 2 if cmap == "viridis" else abs(v) > max(abs(low), abs(high)) / 2
+        ax.text(j, i, f"{v:.3f}", ha="center", va="center", fontsize=8, color="w" if dark else "k")
+    ax.set_title(title)
+    return im
+
+
 def plot_fig6(df: pd.DataFrame):
+    """Classical and relational KD side by side on one colour scale over the off-diagonal range, and their
+    difference (classical - relational: positive where relational KD made two blocks less similar)."""
     plt = pyplot()
     kinds = [k for k in ("classical", "relational") if k in set(df.kd)]
-    fig, axes = plt.subplots(1, len(kinds), figsize=(6 * len(kinds), 4.8), squeeze=False, layout="constrained")
-    # One colour scale for both panels, so they compare. It starts at the smallest similarity (rounded
-    # down to 0.01), not at 0: at our scales every pair lies within a few hundredths of 1, which a 0-1
-    # scale paints a single colour. Cells print three decimals for the same reason.
-    low = min(math.floor(float(df.similarity.min()) * 100) / 100, 0.99)  # 0.99: never an empty range
+    both = len(kinds) == 2
+    fig, axes = plt.subplots(1, len(kinds) + both, figsize=(5.6 * (len(kinds) + both), 4.8), squeeze=False,
+                             layout="constrained")
+    mats = {kd: df[df.kd == kd].pivot_table(index="block_i", columns="block_j", values="similarity") for kd in kinds}
+    off = pd.concat([m.where(~np.eye(len(m), dtype=bool)).stack() for m in mats.values()])
+    low, high = float(off.min()), float(off.max())
+    high = high if high > low else low + 1e-3  # never an empty range
+    where = f"layer {df.layer.iloc[0] + 1}, {df.scale.iloc[0]} scale, seed {df.seed.iloc[0]}"
     for ax, kd in zip(axes[0], kinds):
-        m = df[df.kd == kd].pivot_table(index="block_i", columns="block_j", values="similarity")
-        im = ax.imshow(m.values, cmap="viridis", vmin=low, vmax=1)
-        labels = [BLOCK_LABELS[c] for c in m.columns]
-        ax.set_xticks(range(len(labels)), labels, rotation=40, ha="right")
-        ax.set_yticks(range(len(labels)), labels)
-        for (i, j), v in pd.DataFrame(m.values).stack().items():
-            ax.text(j, i, f"{v:.3f}", ha="center", va="center", fontsize=8, color="w" if v < (low + 1) / 2 else "k")
-        ax.set_title(f"{kd} KD, layer {df.layer.iloc[0] + 1}")
-    fig.colorbar(im, ax=axes[0].tolist(), shrink=0.8, label=f"cosine similarity (scale from {low:.2f})")
+        im = _matrix_panel(ax, mats[kd], "viridis", low, high, f"{kd} KD ({where})")
+    fig.colorbar(im, ax=axes[0][:len(kinds)].tolist(), shrink=0.8,
+                 label=f"cosine similarity, off-diagonal range {low:.3f}-{high:.3f}")
+    if both:
+        diff = mats["classical"] - mats["relational"]
+        reach = max(float(diff.where(~np.eye(len(diff), dtype=bool)).abs().max().max()), 1e-4)
+        im = _matrix_panel(axes[0][2], diff, "PuOr_r", -reach, reach, "classical - relational")
+        fig.colorbar(im, ax=axes[0][2], shrink=0.8, label="difference in cosine similarity")
     return fig
+
+
+def plt_colormap(name: str):
+    """A matplotlib colormap whose masked (NaN) cells are light grey."""
+    from matplotlib import colormaps  # heavy: matplotlib, only when a figure is drawn
+
+    cmap = colormaps[name].copy()
+    cmap.set_bad("0.9")
+    return cmap
