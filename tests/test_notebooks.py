@@ -385,17 +385,24 @@ def test_saved_figures_are_byte_identical_on_rerender(tmp_path):
 
 
 def test_fig6_colour_scale_resolves_near_one_similarities():
-    """At our scales every block pair lies within a few hundredths of 1: the shared colour scale starts at
-    the smallest value (rounded down), so both panels are not one flat colour, and it is the same for both."""
+    """At our scales every block pair lies within a few hundredths of 1: the diagonal (1 by definition) is
+    masked, both KD panels share one colour scale over the off-diagonal range, and a third panel shows
+    classical - relational on a scale centred at 0."""
     import matplotlib.pyplot as plt
+    import numpy as np
 
     pairs = [(i, j) for i in range(3) for j in range(3)]
-    df = pd.DataFrame([dict(layer=5, block_i=i, block_j=j, kd=kd, similarity=1.0 if i == j else base + 0.001 * (i + j))
+    df = pd.DataFrame([dict(layer=5, block_i=i, block_j=j, kd=kd, scale="micro", seed=0,
+                            similarity=1.0 if i == j else base + 0.001 * (i + j))
                        for kd, base in (("classical", 0.985), ("relational", 0.967)) for i, j in pairs])
     fig = similarity.plot_fig6(df)
-    clims = [ax.images[0].get_clim() for ax in fig.axes if ax.images]
+    images = [ax.images[0] for ax in fig.axes if ax.images]
     plt.close(fig)
-    assert clims == [(0.96, 1.0), (0.96, 1.0)]
+    assert len(images) == 3
+    assert [tuple(round(c, 6) for c in im.get_clim()) for im in images[:2]] == [(0.968, 0.988)] * 2
+    low, high = images[2].get_clim()
+    assert low == -high and round(high, 6) == 0.018
+    assert all(np.isnan(np.diag(np.asarray(im.get_array(), dtype=float))).all() for im in images)
 
 
 def test_table1_2_size_panel_names_every_model_and_seed():

@@ -133,6 +133,4 @@ def plt_colormap(name: str):
     """A matplotlib colormap whose masked (NaN) cells are light grey."""
     from matplotlib import colormaps  # heavy: matplotlib, only when a figure is drawn
 
-    cmap = colormaps[name].copy()
-    cmap.set_bad("0.9")
-    return cmap
+    return colormaps[name].with_extremes(bad="0.9")
