@@ -32,6 +32,30 @@ def test_stages_are_priced_from_records_and_copied_stages_cost_nothing(tmp_path)
     assert f"{rows.hours.sum():.1f} h" in text and f"copying saves {100 * (1 - rows.hours.sum() / unshared):.0f}%" in text
 
 
+def test_a_main_run_restored_without_weights_shares_nothing(tmp_path):
+    """A main run restored from its records holds no supernet: the folders that would copy its first stages
+    compute them (in the plan and in experiments), and the head-search ablation never copies a file of a
+    later stage (retraining logs and checkpoints, heads, the final architecture)."""
+    from elmlib.repro import experiments as ex
+
+    main = tmp_path / "runs" / "smoke-seed0" / "main"
+    main.mkdir(parents=True)
+    for name in ("pretrain.done.json", "finetune.done.json", "search.done.json", "arch_searched.json",
+                 "retrain_finetune.ckpt", "retrain_pretrain.log.jsonl", "heads.done.json", "arch.json", "cka.csv",
+                 "config.json", "final_metrics.csv", "suite.done.json", "shared_from.json", "growth.csv"):
+        (main / name).write_text("{}")
+    assert ex.first_stage_files(main) == ["arch_searched.json", "finetune.done.json", "growth.csv",
+                                          "pretrain.done.json", "search.done.json"]
+    jobs = plan("smoke", only=["main", "ablation-head_search", "search-proxy_assisted"])
+    restored = stage_rows(jobs, "smoke", None, tmp_path / "runs")
+    assert "copied" not in set(restored.action)
+    folder = tmp_path / "runs" / "smoke-seed0" / "ablation-head_search"
+    ex._share_stages(ex.config("smoke"), main, folder, ex.first_stage_files(main), ("pretrain",))
+    assert not folder.exists()  # nothing claimed, nothing copied: the ablation computes its own stages
+    (main / "supernet_finetune.pt").write_bytes(b"weights")
+    assert set(stage_rows(jobs, "smoke", None, tmp_path / "runs").action) >= {"copied"}
+
+
 def test_finished_stages_are_not_counted_and_unrecorded_ones_are_named(tmp_path):
     done = tmp_path / "runs" / "smoke-seed0" / "main"
     done.mkdir(parents=True)

@@ -123,6 +123,18 @@ def model_run(model: str, scale: str, seed: int = 0, task: str = "boolq", root=N
     return _run(config(scale, seed, task, budget, precision=precision), run_path(scale, seed, f"budget-{model}", root))
 
 
+# Files of the stages from heads on (and the run's own config), which a folder sharing the first three
+# stages must write itself: prefixes, so retrain_pretrain.log.jsonl and retrain_finetune.ckpt are left too.
+LATER_STAGE_FILES = ("config", "heads", "retrain", "arch.", "cka", "final_metrics", "suite", "shared_from")
+
+
+def first_stage_files(main: Path) -> list[str]:
+    """The files of ``main``'s first three stages (pretraining, fine-tuning, evolution): every file but
+    hidden ones and those of `LATER_STAGE_FILES`."""
+    return sorted(p.name for p in main.iterdir() if p.is_file() and not p.name.startswith(".")
+                  and not p.name.startswith(LATER_STAGE_FILES))
+
+
 def ablation_run(name: str, scale: str, seed: int = 0, task: str = "boolq", root=None, stages=STAGES,
                  precision=None) -> Path:
     """The search with one component switched off (Tables V-VIII). The head-search ablation differs
@@ -135,9 +147,7 @@ def ablation_run(name: str, scale: str, seed: int = 0, task: str = "boolq", root
     folder = run_path(scale, seed, f"ablation-{name}", root)
     if name in _SHARES_FIRST_STAGES and not (folder / "search.done.json").exists():
         main = main_run(scale, seed, task, root, precision=precision)
-        names = [p.name for p in main.iterdir() if p.is_file() and not p.name.startswith(".")
-                 and p.name.split(".")[0] not in ("config", "heads", "retrain", "arch", "cka", "final_metrics")]
-        _share_stages(cfg, main, folder, names, STAGES[:3])
+        _share_stages(cfg, main, folder, first_stage_files(main), STAGES[:3])
     return _run(cfg, folder, stages)
 
 
@@ -165,9 +175,19 @@ def _share_supernet(cfg: SearchConfig, main: Path, folder: Path) -> None:
     _share_stages(cfg, main, folder, ["supernet_finetune.pt", "pretrain.done.json", "finetune.done.json"], STAGES[:2])
 
 
+def shares_weights(main: Path) -> bool:
+    """Whether ``main`` holds the fine-tuned supernet that a sharing folder's later stages read. A main run
+    restored from its records (``runs --restore``: text files only) does not, so its dependents compute
+    their first stages themselves (the same results: same seed, same settings of those stages)."""
+    return (main / "supernet_finetune.pt").is_file()
+
+
 def _share_stages(cfg: SearchConfig, main: Path, folder: Path, names: list[str], stages) -> None:
     """Claim ``folder`` for ``cfg`` (owned and locked, as any run folder), then copy ``main``'s files
-    of ``stages`` into it and record where they came from in ``shared_from.json``."""
+    of ``stages`` into it and record where they came from in ``shared_from.json``. Nothing is shared
+    (the folder computes every stage) when ``main`` has no weights to share (`shares_weights`)."""
+    if not shares_weights(main):
+        return
     held = claim_run_folder(folder, cfg.to_dict(), cfg.digest())
     try:
         for name in names:
@@ -184,7 +204,7 @@ def search_modes(scale: str, seed: int = 0, task: str = "boolq", root=None, prec
     for mode in SEARCH_MODES:
         run = search_mode_run(mode, scale, seed, task, root, precision)
         seconds = stage_seconds(run)
-        if mode == "proxy_assisted":  # the shared supernet stages were paid by the main run
+        if mode == "proxy_assisted" and (run / "shared_from.json").exists():  # paid by the main run
             paid = stage_seconds(main_run(scale, seed, task, root, precision=precision))
             seconds.update({k: v for k, v in paid.items() if k in STAGES[:2]})
         searched = json.loads((run / "arch_searched.json").read_text())

@@ -54,6 +54,12 @@ def _price(costs: dict, folder: str, stage: str) -> tuple[float, str]:
     return math.nan, "no record"
 
 
+def _can_copy(main: Path) -> bool:
+    """A main run still to be built will hold its weights; a finished one must hold them (a main run
+    restored from records does not, and its dependents compute their stages: `experiments.shares_weights`)."""
+    return not (main / "finetune.done.json").exists() or ex.shares_weights(main)
+
+
 def stage_rows(jobs: list, scale: str, records: str | Path | None, runs: str | Path | None = None) -> pd.DataFrame:
     """One row per (job, seed, folder, stage): ``action`` compute, copied (from the main run), not run or
     done (a finished stage under ``runs``), and ``hours`` of computing it (0 unless ``compute``)
@@ -64,9 +70,11 @@ def stage_rows(jobs: list, scale: str, records: str | Path | None, runs: str | P
         for folder, stages in _folders(job, scale):
             for stage in stages:
                 hours, source = _price(costs, folder, stage)
+                seed_dir = Path(runs or ex.runs_root()) / f"{scale}-seed{job.seed}"
                 action = ("not run" if stage in NOT_RUN.get(job.name, ()) else
-                          "copied" if stage in COPIED.get(job.name, ()) else "compute")
-                path = Path(runs or ex.runs_root()) / f"{scale}-seed{job.seed}" / folder
+                          "copied" if stage in COPIED.get(job.name, ()) and _can_copy(seed_dir / "main") else
+                          "compute")
+                path = seed_dir / folder
                 if action == "compute" and (path / f"{stage}.done.json" if stage != "retrain" or
                                             job.name != "baselines" else path / "final_metrics.csv").exists():
                     action = "done"
