@@ -37,6 +37,7 @@ def test_a_main_run_restored_without_weights_shares_nothing(tmp_path):
     compute them (in the plan and in experiments), and the head-search ablation never copies a file of a
     later stage (retraining logs and checkpoints, heads, the final architecture)."""
     from elmlib.repro import experiments as ex
+    from elmlib.repro import stage_sharing as sharing
 
     main = tmp_path / "runs" / "smoke-seed0" / "main"
     main.mkdir(parents=True)
@@ -44,13 +45,13 @@ def test_a_main_run_restored_without_weights_shares_nothing(tmp_path):
                  "retrain_finetune.ckpt", "retrain_pretrain.log.jsonl", "heads.done.json", "arch.json", "cka.csv",
                  "config.json", "final_metrics.csv", "suite.done.json", "shared_from.json", "growth.csv"):
         (main / name).write_text("{}")
-    assert ex.first_stage_files(main) == ["arch_searched.json", "finetune.done.json", "growth.csv",
+    assert sharing.first_stage_files(main) == ["arch_searched.json", "finetune.done.json", "growth.csv",
                                           "pretrain.done.json", "search.done.json"]
     jobs = plan("smoke", only=["main", "ablation-head_search", "search-proxy_assisted"])
     restored = stage_rows(jobs, "smoke", None, tmp_path / "runs")
     assert "copied" not in set(restored.action)
     folder = tmp_path / "runs" / "smoke-seed0" / "ablation-head_search"
-    ex._share_stages(ex.config("smoke"), main, folder, ex.first_stage_files(main), ("pretrain",))
+    sharing.share_stages(ex.config("smoke"), main, folder, sharing.first_stage_files(main), ("pretrain",))
     assert not folder.exists()  # nothing claimed, nothing copied: the ablation computes its own stages
     (main / "supernet_finetune.pt").write_bytes(b"weights")
     assert set(stage_rows(jobs, "smoke", None, tmp_path / "runs").action) >= {"copied"}

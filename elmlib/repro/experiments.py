@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 from pathlib import Path
 
 import pandas as pd
@@ -27,17 +26,17 @@ from elmlib.data.sources import hub_offline, hub_reachable
 from elmlib.data.tasks import get_task
 from elmlib.data.tokenization import load_tokenizer, tokenize_task
 from elmlib.extensions.squad import finetune_squad, squad_settings
-from elmlib.io.files import figures_dir, results_dir, workspace, write_csv, write_json
+from elmlib.io.files import figures_dir, results_dir, workspace, write_csv
 from elmlib.nas.analysis import centroid_cosine
 from elmlib.nas.objective import TaskBatches, subset
 from elmlib.nas.space import Architecture, SearchSpace
 from elmlib.pipeline.config import SearchConfig, resolve_config
-from elmlib.pipeline.runfolder import claim_run_folder
 from elmlib.pipeline.context import load_supernet, saved_head
 from elmlib.pipeline.preflight import STAGES, active_stages
 from elmlib.pipeline.retrain import retrain_architecture
 from elmlib.pipeline.run import SearchRun, run_search
 from elmlib.repro.records import stage_seconds
+from elmlib.repro.stage_sharing import first_stage_files, share_stages, share_supernet
 
 # Tables V-VIII: the setting each ablation switches off.
 ABLATIONS = {
@@ -123,18 +122,6 @@ def model_run(model: str, scale: str, seed: int = 0, task: str = "boolq", root=N
     return _run(config(scale, seed, task, budget, precision=precision), run_path(scale, seed, f"budget-{model}", root))
 
 
-# Files of the stages from heads on (and the run's own config), which a folder sharing the first three
-# stages must write itself: prefixes, so retrain_pretrain.log.jsonl and retrain_finetune.ckpt are left too.
-LATER_STAGE_FILES = ("config", "heads", "retrain", "arch.", "cka", "final_metrics", "suite", "shared_from")
-
-
-def first_stage_files(main: Path) -> list[str]:
-    """The files of ``main``'s first three stages (pretraining, fine-tuning, evolution): every file but
-    hidden ones and those of `LATER_STAGE_FILES`."""
-    return sorted(p.name for p in main.iterdir() if p.is_file() and not p.name.startswith(".")
-                  and not p.name.startswith(LATER_STAGE_FILES))
-
-
 def ablation_run(name: str, scale: str, seed: int = 0, task: str = "boolq", root=None, stages=STAGES,
                  precision=None) -> Path:
     """The search with one component switched off (Tables V-VIII). The head-search ablation differs
@@ -147,7 +134,7 @@ def ablation_run(name: str, scale: str, seed: int = 0, task: str = "boolq", root
     folder = run_path(scale, seed, f"ablation-{name}", root)
     if name in _SHARES_FIRST_STAGES and not (folder / "search.done.json").exists():
         main = main_run(scale, seed, task, root, precision=precision)
-        _share_stages(cfg, main, folder, first_stage_files(main), STAGES[:3])
+        share_stages(cfg, main, folder, first_stage_files(main), STAGES[:3])
     return _run(cfg, folder, stages)
 
 
@@ -166,35 +153,8 @@ def search_mode_run(mode: str, scale: str, seed: int = 0, task: str = "boolq", r
     folder = run_path(scale, seed, f"search-{mode}", root)
     cfg = config(scale, seed, task, precision=precision, search_mode=mode)
     if mode == "proxy_assisted" and not (folder / "finetune.done.json").exists():
-        _share_supernet(cfg, main_run(scale, seed, task, root, precision=precision), folder)
+        share_supernet(cfg, main_run(scale, seed, task, root, precision=precision), folder)
     return _run(cfg, folder)
-
-
-def _share_supernet(cfg: SearchConfig, main: Path, folder: Path) -> None:
-    """Start ``folder`` from ``main``'s fine-tuned supernet (its first two stages)."""
-    _share_stages(cfg, main, folder, ["supernet_finetune.pt", "pretrain.done.json", "finetune.done.json"], STAGES[:2])
-
-
-def shares_weights(main: Path) -> bool:
-    """Whether ``main`` holds the fine-tuned supernet that a sharing folder's later stages read. A main run
-    restored from its records (``runs --restore``: text files only) does not, so its dependents compute
-    their first stages themselves (the same results: same seed, same settings of those stages)."""
-    return (main / "supernet_finetune.pt").is_file()
-
-
-def _share_stages(cfg: SearchConfig, main: Path, folder: Path, names: list[str], stages) -> None:
-    """Claim ``folder`` for ``cfg`` (owned and locked, as any run folder), then copy ``main``'s files
-    of ``stages`` into it and record where they came from in ``shared_from.json``. Nothing is shared
-    (the folder computes every stage) when ``main`` has no weights to share (`shares_weights`)."""
-    if not shares_weights(main):
-        return
-    held = claim_run_folder(folder, cfg.to_dict(), cfg.digest())
-    try:
-        for name in names:
-            shutil.copy2(main / name, folder / name)
-        write_json({"run": str(main), "stages": list(stages)}, folder / "shared_from.json")
-    finally:
-        held.release()
 
 
 def search_modes(scale: str, seed: int = 0, task: str = "boolq", root=None, precision=None) -> pd.DataFrame:
@@ -239,7 +199,7 @@ def importance_run(variant: str, scale: str, seed: int = 0, task: str = "boolq",
     folder = run_path(scale, seed, "importance-" + variant.replace(" + ", "-").replace(" ", "-"), root)
     cfg = config(scale, seed, task, precision=precision, **overrides)
     if not overrides.get("importance") and not (folder / "finetune.done.json").exists():
-        _share_supernet(cfg, main_run(scale, seed, task, root, precision=precision), folder)
+        share_supernet(cfg, main_run(scale, seed, task, root, precision=precision), folder)
     return _run(cfg, folder)
 
 

@@ -20,9 +20,10 @@ import pandas as pd
 
 from elmlib.pipeline.preflight import STAGES
 from elmlib.repro import experiments as ex
+from elmlib.repro.stage_sharing import shares_weights
 
 SEARCH_AND_RETRAIN = STAGES[:5]  # the suite is the table1_2_glue notebook's, not a run folder's
-# Stages a job's folder copies from the main run of its seed (experiments: _share_stages), or never runs.
+# Stages a job's folder copies from the main run of its seed (stage_sharing.share_stages), or never runs.
 COPIED = {"ablation-head_search": STAGES[:3], "search-proxy_assisted": STAGES[:2],
           "importance-elastic-widths": STAGES[:2]}
 NOT_RUN = {"search-proxy_only": STAGES[:2]}  # the proxy ranks untrained architectures
@@ -56,8 +57,8 @@ def _price(costs: dict, folder: str, stage: str) -> tuple[float, str]:
 
 def _can_copy(main: Path) -> bool:
     """A main run still to be built will hold its weights; a finished one must hold them (a main run
-    restored from records does not, and its dependents compute their stages: `experiments.shares_weights`)."""
-    return not (main / "finetune.done.json").exists() or ex.shares_weights(main)
+    restored from records does not, and its dependents compute their stages: `stage_sharing.shares_weights`)."""
+    return not (main / "finetune.done.json").exists() or shares_weights(main)
 
 
 def stage_rows(jobs: list, scale: str, records: str | Path | None, runs: str | Path | None = None) -> pd.DataFrame:
