@@ -104,6 +104,23 @@ def test_num_params_equals_the_exported_models_count(preset):
         assert space.num_non_embedding_params(arch) == sum(p.numel() for p in model.encoder.parameters())
 
 
+def test_a_larger_vocabulary_and_its_padding_id_reach_the_model_and_the_count():
+    """A RoBERTa-sized vocabulary (``SearchConfig.vocab_size``) sizes the embedding table and the tied masked-LM
+    decoder, and counts against the budget; the padding id (RoBERTa's 1) is the row kept at zero."""
+    space = SearchSpace.preset("smoke", vocab_size=50265, pad_token_id=1)
+    arch = space.sample(random.Random(0), uniform_ffn=True)
+    model = elmlib.ElmForMaskedLM(space.config(arch))
+    table = model.elm.embeddings.word_embeddings
+    assert table.num_embeddings == model.predictions.decoder.out_features == model.config.vocab_size == 50265
+    assert table.padding_idx == model.config.pad_token_id == 1 and not table.weight[1].any()
+    assert space.num_params(arch) == sum(p.numel() for p in model.elm.parameters())
+    assert space.num_params(arch) - SearchSpace.preset("smoke").num_params(arch) == (50265 - 30522) * 32
+    assert space.config(arch, pad_token_id=2).pad_token_id == 2  # an override wins (the causal LM's)
+    with pytest.raises(ValueError, match=r"SearchSpace.pad_token_id=50265 is not allowed; expected a token id in "
+                                         r"\[0, 50265\)"):
+        SearchSpace.preset("smoke", vocab_size=50265, pad_token_id=50265)
+
+
 def test_budgets_are_meaningful_for_the_paper_spaces():
     for preset in ("small", "tiny", "micro"):
         space = SearchSpace.preset(preset)

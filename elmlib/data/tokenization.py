@@ -1,9 +1,10 @@
 """Tokenizers (teacher WordPiece, GPT-2 BPE) and the on-disk cache of tokenized task splits.
 
 ELM distils from a BERT teacher, so students share its uncased 30,522-token WordPiece vocabulary
-(paper, "Training settings"); the causal-LM transfer (Section V) uses GPT-2's byte-level BPE.
-Offline, WordPiece comes from the packaged all-MiniLM-L6-v2 folder and GPT-2's BPE is rebuilt
-from the GPT-2 ranks shipped in ``openai-whisper`` (DATA.md).
+(paper, "Training settings"; another teacher's larger tokenizer takes the search setting ``vocab_size``);
+the causal-LM transfer (Section V) uses GPT-2's byte-level BPE. Offline, WordPiece comes from the
+packaged all-MiniLM-L6-v2 folder and GPT-2's BPE is rebuilt from the GPT-2 ranks shipped in
+``openai-whisper`` (DATA.md).
 
     from elmlib.data.tokenization import load_tokenizer, tokenize_task
     tok = load_tokenizer("teacher")                          # BertTokenizerFast, offline

@@ -103,7 +103,8 @@ _PRESETS: dict[str, dict] = {
     # ELM-Micro: hidden 192, 6 layers; same ratios (inner and FFN step = hidden / 4, FFN max = 2 x hidden).
     "micro": dict(num_layers=6, hidden_size=192, inner_size=48, num_heads=12, ffn_min=48, ffn_step=48,
                   ffn_max=384, budget=5e6),
-    # Tiny widths for tests and CPU demos; the real 30,522-token WordPiece vocabulary.
+    # Tiny widths for tests and CPU demos; the real 30,522-token WordPiece vocabulary (every preset's; a
+    # search's ``vocab_size`` setting replaces it).
     "smoke": dict(num_layers=4, hidden_size=64, inner_size=16, num_heads=4, ffn_min=16, ffn_step=16,
                   ffn_max=128, embedding_size=32, max_position_embeddings=128, budget=1.05e6),
 }
@@ -133,6 +134,7 @@ class SearchSpace:
     type_vocab_size: int = 2
     mobilebert_num_ffn: int = 1
     mobilebert_norm: str = "layer_norm"
+    pad_token_id: int = 0                  # the tokenizer's padding id: the word-embedding row kept at zero
     name: str = field(default="custom", compare=False)
 
     def __post_init__(self):
@@ -144,6 +146,10 @@ class SearchSpace:
             object.__setattr__(self, "ffn_init", self.ffn_min)
         self._check_ffn("ffn_init", self.ffn_init)
         check(self, {"mobilebert_norm": lambda: NORMS}, (), owner="SearchSpace")
+        if isinstance(self.pad_token_id, bool) or not isinstance(self.pad_token_id, int) \
+                or not 0 <= self.pad_token_id < self.vocab_size:
+            raise ValueError(f"SearchSpace.pad_token_id={self.pad_token_id!r} is not allowed; expected a token id "
+                             f"in [0, {self.vocab_size})")
         for block in BLOCK_TYPES:
             if self.attention_width(block) % self.num_heads:
                 raise ValueError(f"SearchSpace.num_heads={self.num_heads} does not divide the {block} "
@@ -241,12 +247,12 @@ class SearchSpace:
     def config(self, arch: Architecture, **overrides) -> ElmConfig:
         """The `ElmConfig` of a standalone model of ``arch`` in this space."""
         self.validate(arch)
-        return ElmConfig(
-            vocab_size=self.vocab_size, embedding_size=self.embedding_size, hidden_size=self.hidden_size,
-            inner_size=self.inner_size, layers=[layer.to_dict() for layer in arch.layers],
-            max_position_embeddings=self.max_position_embeddings, type_vocab_size=self.type_vocab_size,
-            mobilebert_num_ffn=self.mobilebert_num_ffn, mobilebert_norm=self.mobilebert_norm, **overrides,
-        )
+        return ElmConfig(**{
+            "vocab_size": self.vocab_size, "embedding_size": self.embedding_size, "hidden_size": self.hidden_size,
+            "inner_size": self.inner_size, "layers": [layer.to_dict() for layer in arch.layers],
+            "max_position_embeddings": self.max_position_embeddings, "type_vocab_size": self.type_vocab_size,
+            "mobilebert_num_ffn": self.mobilebert_num_ffn, "mobilebert_norm": self.mobilebert_norm,
+            "pad_token_id": self.pad_token_id, **overrides})
 
     def widths_config(self, **overrides) -> ElmConfig:
         """An `ElmConfig` holding only the shared widths (layers filled with a placeholder)."""

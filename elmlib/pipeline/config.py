@@ -36,6 +36,9 @@ class SearchConfig:
     corpus: str = "offline"               # pretraining corpus: offline, or hub corpora joined by + (elmlib.data.corpus)
     corpus_documents: int = 0             # documents per corpus source; 0 = all offline, 200,000 per hub corpus
     max_length: int = 128
+    # The students' vocabulary: 0 = the space's (BERT's 30,522 WordPiece tokens); else at least the tokenizer's
+    # size (RoBERTa's BPE: 50,265), its larger embedding table counted against the budget (preflight checks).
+    vocab_size: int = 0
     # Tables I/II's protocol: after retraining, fine-tune the found model on every task of a suite (glue,
     # offline; elmlib.data.registry.SUITES), ``task`` being the suite member whose search split the search
     # scores; "" = the run's one task only.
@@ -137,11 +140,13 @@ class SearchConfig:
         return self.tokenizer or self.teacher
 
     def search_space(self) -> SearchSpace:
-        space = SearchSpace.preset(self.space)
+        """The ``space`` preset with the students' ``vocab_size`` (when set) and, without dynamic FFNs,
+        every FFN starting at ``fixed_ffn_dim``: every model of the run (supernet, retrained, baselines,
+        export) and every parameter count (the budget) is built from it."""
+        overrides = {"vocab_size": self.vocab_size} if self.vocab_size else {}
         if not self.dynamic_ffn:
-            fixed = self.fixed_ffn_dim or space.hidden_size
-            space = SearchSpace.preset(self.space, ffn_init=fixed)
-        return space
+            overrides["ffn_init"] = self.fixed_ffn_dim or SearchSpace.preset(self.space).hidden_size
+        return SearchSpace.preset(self.space, **overrides)
 
 
 _CHOICES = {"scale": lambda: tuple(SCALES), "candidates": lambda: ("all", "no_sharing"),
@@ -156,6 +161,8 @@ _RANGES = (  # (keys, (test, what is allowed))
       "retrain_finetune_epochs"), settings.AT_LEAST_1),
     (("seed", "split_seed", "corpus_documents", "fixed_ffn_dim", "pretrain_steps", "finetune_steps", "train_limit", "teacher_max_steps",
       "search_limit", "retrain_pretrain_steps", "retrain_finetune_steps", "dev_limit"), settings.NONNEGATIVE_INT),
+    (("vocab_size",), (lambda v: v >= 0, "0 (the space's vocabulary) or the students' vocabulary size, at least "
+                                         "the tokenizer's (checked by preflight)")),
     (("budget", "pretrain_lr", "finetune_lr", "teacher_lr", "retrain_lr"), settings.POSITIVE),
     (("growth_limit", "weight_decay", "kd_logit_weight", "kd_attn_weight", "kd_hidden_weight", "mlm_weight",
       "ce_weight"), settings.NONNEGATIVE),
@@ -167,7 +174,7 @@ _RANGES = (  # (keys, (test, what is allowed))
 # to_dict() when they hold it, so those folders keep their digest; `SearchConfig.from_dict` restores it).
 _ADDED_LATER = {"precision": "fp32", "pca_score": "count", "corpus_documents": 0, "text_column": "text",
                 "text_pair_column": "text_pair", "label_column": "label", "dev_file": "", "split_seed": 0,
-                "suite": "", "tokenizer": ""}
+                "suite": "", "tokenizer": "", "vocab_size": 0}
 
 SCALES: dict[str, dict[str, Any]] = {
     # The paper's settings: BERT-base teacher, Wikipedia + BookCorpus, the search on MNLI's 10% and the GLUE

@@ -5,16 +5,18 @@ bookkeeping, the device, the data and teachers, KD losses and the saved supernet
     net, state = ctx.load_supernet("supernet_finetune.pt")
     ctx.close()                                        # releases the lock
 
-`RunContext` checks the config against the machine (`preflight`) and the budget against the space
-before the folder is touched, claims the folder (`claim_run_folder`), and then serves the stages
-(`elmlib.pipeline.stages`, `elmlib.pipeline.retrain`): resumable training loops whose checkpoints
-record the stage's wall time, the tokenizer, the task's splits and teacher, the KD loss, the saved
-supernets and the found architecture files. The module's functions build the same objects from a
-config alone (benchmarks and analyses use them without a run folder).
+`RunContext` checks the config against the machine (`preflight`), the tokenizer against the students'
+vocabulary and the budget against the space before the folder is touched, claims the folder
+(`claim_run_folder`), and then serves the stages (`elmlib.pipeline.stages`, `elmlib.pipeline.retrain`):
+resumable training loops whose checkpoints record the stage's wall time, the tokenizer, the task's
+splits and teacher, the KD loss, the saved supernets and the found architecture files. The module's
+functions build the same objects from a config alone (benchmarks and analyses use them without a run
+folder).
 """
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import time
 from pathlib import Path
@@ -34,7 +36,7 @@ from elmlib.nas.objective import subset
 from elmlib.nas.space import CANDIDATES, Architecture, SearchSpace
 from elmlib.nas.supernet import Supernet
 from elmlib.pipeline.config import SearchConfig, task_config
-from elmlib.pipeline.preflight import preflight
+from elmlib.pipeline.preflight import check_tokenizer, preflight
 from elmlib.pipeline.runfolder import claim_run_folder
 from elmlib.train.distributed import Distributed
 from elmlib.train.runtime import resolve_device
@@ -62,6 +64,12 @@ def budget_bounds(cfg: SearchConfig, space: SearchSpace) -> tuple[int, int]:
               for b, s in candidates_of(cfg) for f in (space.ffn_init if not cfg.dynamic_ffn else space.ffn_min,
                                                         space.ffn_init if not cfg.dynamic_ffn else space.ffn_max)]
     return min(counts), max(counts)
+
+
+def student_space(cfg: SearchConfig, tokenizer) -> SearchSpace:
+    """``cfg.search_space()`` with ``tokenizer``'s padding id, the word-embedding row the students keep at
+    zero (BERT's WordPiece pads with 0, RoBERTa's BPE with 1, whose 0 is ``<s>``)."""
+    return dataclasses.replace(cfg.search_space(), pad_token_id=tokenizer.pad_token_id)
 
 
 def build_supernet(cfg: SearchConfig, space: SearchSpace) -> Supernet:
@@ -117,7 +125,9 @@ class RunContext:
         preflight(cfg)  # machine, data and teacher checks: all before the run folder is touched
         self.spec = resolve_task(cfg)  # a data file -> its content-named task (file-<stem>-<digest>)
         self.kind = "regression" if self.spec.is_regression else "classification"
-        self.space = cfg.search_space()
+        tokenizer = self.tokenizer()
+        check_tokenizer(cfg, tokenizer)  # again: preflight cannot see a hub tokenizer before it loads
+        self.space = student_space(cfg, tokenizer)
         low, high = budget_bounds(cfg, self.space)
         if not low <= cfg.budget <= high:
             raise UserError(f"budget={cfg.budget:.4g} is not allowed for the {self.space.name!r} space: "

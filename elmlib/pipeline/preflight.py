@@ -4,8 +4,8 @@
 machine and the data: the stages named, the device and its precision, the task, corpus and teacher
 being reachable (packaged, a local folder, the local hub cache, or the hub itself), ``max_length``
 against the position tables (RoBERTa-family teachers lose ``pad_token_id + 1`` rows to their offset)
-and the teacher's tokenizer against the students' vocabulary. Each failure is one line naming the setting, the
-value and what is allowed.
+and the teacher's tokenizer against the students' vocabulary (``vocab_size``). Each failure is one line
+naming the setting, the value and what is allowed.
 
     preflight(cfg, stages=("pretrain", "finetune"))
 """
@@ -23,6 +23,7 @@ from elmlib.data.sources import hub_cached, hub_offline, hub_reachable
 from elmlib.data.tasks import resolve_task, source_files
 from elmlib.data.tokenization import load_tokenizer, teacher_dir
 from elmlib.errors import UserError
+from elmlib.nas.space import SearchSpace
 from elmlib.pipeline.config import SearchConfig
 from elmlib.train.runtime import resolve_device
 
@@ -171,7 +172,7 @@ def usable_positions(config: dict) -> int | None:
 
 def check_teacher(cfg: SearchConfig) -> None:
     """``max_length`` fits the position tables of the space and the teacher, and the teacher's tokenizer
-    (the students' too) fits the space's vocabulary."""
+    (the students' too) fits the students' vocabulary (`check_tokenizer`)."""
     space, found = cfg.search_space(), teacher_config(cfg)
     limit = space.max_position_embeddings
     teacher = usable_positions(found[1]) if found else None
@@ -181,15 +182,13 @@ def check_teacher(cfg: SearchConfig) -> None:
         raise UserError(f"setting max_length={cfg.max_length} is not allowed; expected at most {limit} "
                         f"(the position tables of the {space.name!r} space and the teacher)")
     folder = tokenizer_folder(cfg, found[0] if found else None)
-    size = tokenizer_size(cfg, folder) if folder else None
-    if size is not None and size > space.vocab_size:
-        setting = f"tokenizer={cfg.tokenizer!r}" if cfg.tokenizer else f"teacher={cfg.teacher!r}"
-        raise UserError(f"setting {setting} is not allowed with the {space.name!r} space: its "
-                        f"tokenizer has {size:,} tokens, more than the students' vocabulary of {space.vocab_size:,} "
-                        "(use a teacher with BERT's uncased WordPiece vocabulary or a smaller one)")
+    if folder:
+        check_tokenizer(cfg, load_run_tokenizer(cfg, folder))
 
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "vocab.json")
+# What the students' training reads of the tokenizer: packing ([CLS] ... [SEP]), masking, padding.
+SPECIAL_TOKENS = ("cls_token", "sep_token", "mask_token", "pad_token")
 
 
 def tokenizer_folder(cfg: SearchConfig, teacher_folder: Path | None) -> Path | None:
@@ -206,17 +205,44 @@ def tokenizer_folder(cfg: SearchConfig, teacher_folder: Path | None) -> Path | N
                     "folder, a hub id, or '' for the teacher's)")
 
 
-def tokenizer_size(cfg: SearchConfig, folder: Path) -> int:
-    """Tokens of the run's tokenizer in ``folder`` (the students read its ids); none there is an error."""
-    setting = f"tokenizer={cfg.tokenizer!r}" if cfg.tokenizer else f"teacher={cfg.teacher!r}"
+def _tokenizer_setting(cfg: SearchConfig) -> str:
+    return f"tokenizer={cfg.tokenizer!r}" if cfg.tokenizer else f"teacher={cfg.teacher!r}"
+
+
+def load_run_tokenizer(cfg: SearchConfig, folder: Path):
+    """The run's tokenizer in ``folder`` (the students read its ids); none there is an error."""
+    setting = _tokenizer_setting(cfg)
     if not any((folder / name).is_file() for name in TOKENIZER_FILES):
         raise UserError(f"setting {setting} is not allowed: {folder} holds no tokenizer (none of "
                         f"{', '.join(TOKENIZER_FILES)}); save one there (tokenizer.save_pretrained) or name one "
                         "with --set tokenizer=<folder or hub id>")
     try:
-        return len(load_tokenizer(str(folder)))
+        return load_tokenizer(str(folder))
     except (OSError, ValueError) as err:
         raise UserError(f"setting {setting}: the tokenizer in {folder} cannot be loaded ({type(err).__name__})") from None
+
+
+def check_tokenizer(cfg: SearchConfig, tokenizer) -> None:
+    """Every id of ``tokenizer`` has a row in the students' embedding table (``vocab_size``; a larger
+    tokenizer names the setting that fits it and what its table costs), and it has the special tokens
+    the students' training reads (`SPECIAL_TOKENS`)."""
+    space, size, setting = cfg.search_space(), len(tokenizer), _tokenizer_setting(cfg)
+    default = SearchSpace.preset(space.name).vocab_size
+    if size > space.vocab_size and cfg.vocab_size:
+        zero = f" (or 0: the {space.name!r} space's {default:,})" if size <= default else ""
+        raise UserError(f"setting vocab_size={cfg.vocab_size} is not allowed with {setting}; expected at least its "
+                        f"tokenizer's {size:,} tokens{zero}")
+    if size > space.vocab_size:
+        extra = (size - space.vocab_size) * space.embedding_size
+        raise UserError(f"setting {setting} is not allowed with the {space.name!r} space: its tokenizer has "
+                        f"{size:,} tokens, more than the students' vocabulary of {space.vocab_size:,}; pass "
+                        f"--set vocab_size={size} (the larger embedding table adds {extra:,} parameters at the "
+                        f"space's embedding size {space.embedding_size}, counted against the budget)")
+    missing = [name for name in SPECIAL_TOKENS if getattr(tokenizer, f"{name}_id", None) is None]
+    if missing:
+        raise UserError(f"setting {setting} is not allowed: its tokenizer has no {', '.join(missing)}, which the "
+                        "students' masked-LM pretraining and padding need (BERT's WordPiece and RoBERTa's BPE "
+                        "have them)")
 
 
 def preflight(cfg: SearchConfig, stages=STAGES) -> tuple[str, ...]:

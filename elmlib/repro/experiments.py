@@ -31,7 +31,7 @@ from elmlib.nas.analysis import centroid_cosine
 from elmlib.nas.objective import TaskBatches, subset
 from elmlib.nas.space import Architecture, SearchSpace
 from elmlib.pipeline.config import SearchConfig, resolve_config
-from elmlib.pipeline.context import load_supernet, saved_head
+from elmlib.pipeline.context import load_supernet, saved_head, student_space
 from elmlib.pipeline.preflight import STAGES, active_stages
 from elmlib.pipeline.retrain import retrain_architecture
 from elmlib.pipeline.run import SearchRun, run_search
@@ -283,9 +283,9 @@ def feature_collapse(run_dir: str | os.PathLike, limit: int = 256) -> pd.DataFra
         raise FileNotFoundError(f"run_dir={str(run_dir)!r} has neither supernet_pretrain.pt nor "
                                 f"supernet_finetune.pt nor {cached.name}; expected a run folder with its supernets")
     cfg = SearchConfig.from_dict(json.loads((run_dir / "config.json").read_text()))
-    space = cfg.search_space()
     arch = Architecture.from_dict({"layers": json.loads(searched.read_text())["layers"]})
     tokenizer = load_tokenizer(cfg.tokenizer_source())
+    space = student_space(cfg, tokenizer)
     rows = subset(tokenize_task(cfg.task, "dev", tokenizer, cfg.max_length), limit, cfg.seed)
     batches = list(TaskBatches(rows, tokenizer, cfg.eval_batch_size, shuffle=False).epoch())
     out = []
