@@ -476,3 +476,6 @@ def test_executed_notebooks_keep_results_and_drop_what_changes_every_run(tmp_pat
     assert [o.get("name", o["output_type"]) for o in cell["outputs"]] == ["stdout", "display_data"]
     assert cell["outputs"][0]["text"] == "wrote results/a.csv" and cell["outputs"][1]["data"]["image/png"] == "iVBOR"
     assert scrub(json.loads(json.dumps(out)), root) == out  # scrubbing twice changes nothing
+    injected = {"cell_type": "code", "id": "e0421b53", "source": [], "outputs": [],
+                "metadata": {"tags": ["injected-parameters"]}}
+    assert scrub({"metadata": {}, "cells": [injected]}, root)["cells"][0]["id"] == "injected-parameters"

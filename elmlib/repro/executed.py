@@ -4,7 +4,8 @@ results leaves git with nothing to commit.
     python -m elmlib executed notebooks/executed/micro/*.ipynb     # rewrite in place (make reproduce does)
 
 Dropped: papermill's and the kernel's timestamps and durations (notebook and cell metadata), the
-output path, stderr streams (progress bars and warnings with their timings); absolute paths inside the
+output path, the random id papermill gives its injected-parameters cell, stderr streams (progress bars
+and warnings with their timings); absolute paths inside the
 repository become relative in sources, outputs and parameters (``/home/me/elmlib/runs`` -> ``runs``).
 Errors, results, tables and figures are kept as they are.
 """
@@ -37,6 +38,8 @@ def scrub(notebook: dict, root: str | Path) -> dict:
     for key in _RUN_METADATA:
         meta.get("papermill", {}).pop(key, None)
     for cell in notebook.get("cells", []):
+        if "injected-parameters" in cell.get("metadata", {}).get("tags", []):
+            cell["id"] = "injected-parameters"  # papermill draws a new random id on every run
         cell.get("metadata", {}).pop("execution", None)
         cell.get("metadata", {}).pop("papermill", None)
         if "outputs" in cell:

@@ -2,16 +2,21 @@
 and the per-model summary the paper describes (more MobileBERT blocks, wide FFNs in the middle layers)."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import pandas as pd
+
+from elmlib.io.inputs import read_json
 
 from elmlib.repro.figures.style import COLORS, HATCH, pyplot
 from elmlib.repro.records import found_arch
 
 
 def fig5_table(run_dirs: dict, scale: str, seed: int) -> pd.DataFrame:
-    """run_dirs maps a model name (e.g. ELM-Small) -> its run folder; one row per layer."""
-    return pd.concat([found_arch(d).assign(model=name) for name, d in run_dirs.items()],
-                     ignore_index=True).assign(scale=scale, seed=seed)
+    """run_dirs maps a model name (e.g. ELM-Small) -> its run folder; one row per layer, with the
+    parameter budget its search ran under (the folder's ``config.json``)."""
+    return pd.concat([found_arch(d).assign(model=name, budget=read_json(Path(d) / "config.json")["budget"])
+                      for name, d in run_dirs.items()], ignore_index=True).assign(scale=scale, seed=seed)
 
 
 def fig5_summary(df: pd.DataFrame) -> pd.DataFrame:
@@ -42,7 +47,8 @@ def plot_fig5(df: pd.DataFrame):
             ax.text(r.layer + 1, r.ffn_dim, f"{r.heads}h", ha="center", va="bottom", fontsize=8)
         ax.set_ylabel("FFN dim")
         ax.set_ylim(0, g.ffn_dim.max() * 1.25)
-        ax.set_title(f"{model} (seed {seed}): {g.params.iloc[0] / 1e6:.2f}M params", fontsize=11)
+        budget = f" of a {g.budget.iloc[0] / 1e6:.1f}M budget" if "budget" in g else ""
+        ax.set_title(f"{model} (seed {seed}): {g.params.iloc[0] / 1e6:.2f}M params{budget}", fontsize=11)
     axes[-1, 0].set_xlabel("layer (label: heads)")
     axes[-1, 0].set_xticks(sorted(df.layer.unique() + 1))
     handles = [Patch(color=c, label=b) for b, c in COLORS.items()] + \
