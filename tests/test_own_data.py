@@ -105,6 +105,20 @@ def _bad(tmp_path, name, frame=None, raw=None):
     return str(path)
 
 
+def test_too_few_training_rows_for_the_fine_tuning_epoch_are_refused_before_any_stage(tmp_path):
+    """Search and dev fill their eval batches, but train90 cannot fill a fine-tuning epoch of
+    finetune_steps whole batches: refused in one line, before anything is written (it used to fail
+    after the supernet's pretraining)."""
+    path = _bad(tmp_path, "d.csv", reviews())
+    run_dir = tmp_path / "run"
+    with pytest.raises(UserError, match=r"train90 \d+ rows; .* a fine-tuning epoch \(1000 batches of 8: 8000 rows\)"
+                       ) as err:
+        SearchRun(resolve_config("smoke", task=path, overrides={**TINY, "finetune_steps": 1000}), run_dir,
+                  progress=False)
+    assert "\n" not in str(err.value) and "give at least" in str(err.value)
+    assert not run_dir.exists()
+
+
 @pytest.mark.parametrize("case, expected", [
     ("columns", r"missing column\(s\) \['label'\]; found \['text', 'sentiment'\]"),
     ("one_class", "every row has label='positive'; classification needs two classes"),

@@ -111,12 +111,20 @@ def resolve_task(cfg) -> TaskSpec:
         return spec
     record = split_record(spec.name)
     counts, need = record["counts"], cfg.eval_batch_size
+    # Training batches are whole (shuffled TaskBatches drop the rest), and a fine-tuning epoch of N steps
+    # (supernet or retraining) needs N of them: check it here, before any stage runs.
+    steps = max(cfg.finetune_steps, cfg.retrain_finetune_steps, 1)
+    need_train = steps * cfg.finetune_batch_size
+    train = min(counts["train90"], cfg.train_limit or counts["train90"])
     short = [f"{s} {counts[s]}" for s in ("search", "dev") if counts[s] < need]
-    if short or counts["train90"] < cfg.finetune_batch_size:
-        rows = int(np.ceil(need / (SEARCH_FRACTION * (1 - (0 if record["official_dev"] else DEV_FRACTION)))))
-        raise UserError(f"{what} {cfg.task} has too few rows for the {cfg.scale} scale: {', '.join(short) or 'train90'} "
-                        f"rows, and the search and dev splits must each fill one eval batch ({need} rows); give at "
-                        f"least {rows} distinct rows, or lower --set eval_batch_size")
+    if short or train < need_train:
+        kept = 1 - (0 if record["official_dev"] else DEV_FRACTION)
+        rows = int(np.ceil(max(need / (SEARCH_FRACTION * kept), need_train / ((1 - SEARCH_FRACTION) * kept))))
+        raise UserError(f"{what} {cfg.task} has too few rows for the {cfg.scale} scale: "
+                        f"{', '.join(short + [f'train90 {train}'])} rows; the search and dev splits must each fill "
+                        f"one eval batch ({need} rows) and train90 a fine-tuning epoch ({steps} batches of "
+                        f"{cfg.finetune_batch_size}: {need_train} rows); give at least {rows} distinct rows, or lower "
+                        "--set eval_batch_size, finetune_steps or retrain_finetune_steps")
     return spec
 
 
